@@ -1,0 +1,157 @@
+// Event-to-response mapping; see completion_state.hpp.
+#include "completion_state.hpp"
+
+#include <algorithm>
+
+#include "json_writer.hpp"
+#include "prompt.hpp"
+
+namespace codex {
+namespace {
+
+std::string errorFrame(const ApiError& error) {
+  JsonWriter w;
+
+  w.beginObject().key("error").beginObject();
+  w.field("message", error.message).field("type", error.type).field("code", error.code);
+  w.endObject().endObject();
+  return sseData(w.str()) + std::string(kSseDone);
+}
+
+}  // namespace
+
+std::string CompletionState::openingFrames() const {
+  return spec_.route == Route::Chat ? sseData(roleChunk(spec_.who)) : std::string();
+}
+
+bool CompletionState::apply(const ChildEvent& event, std::string& frames) {
+  using Kind = ChildEvent::Kind;
+
+  switch (event.kind) {
+    case Kind::MessageDelta:
+      text_ += event.text;
+      forward(frames);
+      return false;
+    case Kind::Message:
+      // A full message repeats the deltas: only the part that extends them is new.
+      if (event.text.starts_with(text_)) {
+        text_ = event.text;
+      } else if (text_.empty()) {
+        text_ = event.text;
+      }
+      forward(frames);
+      return false;
+    case Kind::TokenCount:
+      countEvent(event, false);
+      return false;
+    case Kind::ProviderUsage:
+      countEvent(event, true);
+      return false;
+    case Kind::TaskComplete:
+      countEvent(event, false);
+      task_complete_ = true;
+      finish_reason_ = event.text.empty() ? "stop" : event.text;
+      frames += spec_.stream ? finalFrames() : "";
+      return true;
+    case Kind::Error:
+      error_ = errors::backend(event.text);
+      frames += spec_.stream ? errorFrame(*error_) : "";
+      return true;
+    case Kind::Ignored:
+      return false;
+  }
+  return false;
+}
+
+void CompletionState::countEvent(const ChildEvent& event, bool replace) {
+  bool has_numbers = event.prompt_tokens || event.completion_tokens;
+  auto merge = [replace](std::optional<int64_t>& field, std::optional<int64_t> value) {
+    if (value) {
+      field = replace ? *value : std::max(field.value_or(0), *value);
+    }
+  };
+
+  if (trigger_.empty() && has_numbers) {
+    using Kind = ChildEvent::Kind;
+    trigger_ = event.kind == Kind::TokenCount      ? "token_count"
+               : event.kind == Kind::ProviderUsage ? "provider"
+                                                   : "task_complete";
+  }
+  merge(prompt_tokens_, event.prompt_tokens);
+  merge(completion_tokens_, event.completion_tokens);
+}
+
+void CompletionState::forward(std::string& frames) {
+  if (!spec_.stream || forwarded_ >= text_.size()) {
+    return;
+  }
+  std::string_view piece = std::string_view(text_).substr(forwarded_);
+
+  frames += sseData(spec_.route == Route::Chat ? contentChunk(spec_.who, piece)
+                                               : textChunk(spec_.who, piece, std::nullopt));
+  forwarded_ = text_.size();
+}
+
+std::string CompletionState::finalFrames() {
+  std::string frames;
+
+  if (!task_complete_ && text_.empty()) {
+    text_ = kNoOutput;  // the client should see why the answer is empty
+    forward(frames);
+  }
+  if (spec_.route == Route::Chat) {
+    frames += sseData(finishChunk(spec_.who, finishReason()));
+    if (spec_.include_usage) {
+      frames += sseData(usageChunk(spec_.who, usage(), emissionTrigger()));
+    }
+  } else {
+    frames += sseData(textChunk(spec_.who, "", finishReason()));
+  }
+  frames += kSseDone;
+  return frames;
+}
+
+std::string CompletionState::closingFrames(EndCause cause, std::string_view detail) {
+  switch (cause) {
+    case EndCause::RequestTimeout:
+      return errorFrame(errors::requestTimeout());
+    case EndCause::SpawnFailed:
+      return errorFrame(errors::spawnFailed(detail));
+    case EndCause::StreamIdle:
+      if (spec_.route == Route::Legacy) {
+        return errorFrame(errors::idleTimeout());
+      }
+      return finalFrames();
+    case EndCause::ChildExited:
+      return finalFrames();
+  }
+  return finalFrames();
+}
+
+std::string CompletionState::body() const {
+  std::string_view content = text_.empty() ? kNoOutput : std::string_view(text_);
+
+  if (spec_.route == Route::Chat) {
+    return chatCompletionBody(spec_.who, content, finishReason(), usage());
+  }
+  return textCompletionBody(spec_.who, content, finishReason(), usage());
+}
+
+Usage CompletionState::usage() const {
+  // A field no event reported falls back to its estimate rather than to zero.
+  return {prompt_tokens_.value_or(spec_.prompt_estimate),
+          completion_tokens_.value_or(estimateTokens(text_))};
+}
+
+std::string_view CompletionState::finishReason() const {
+  return task_complete_ ? std::string_view(finish_reason_) : "length";
+}
+
+std::string_view CompletionState::emissionTrigger() const {
+  if (!trigger_.empty()) {
+    return trigger_;
+  }
+  return task_complete_ ? "task_complete" : "close";
+}
+
+}  // namespace codex

@@ -1,0 +1,70 @@
+// What a completion answers, given the child's events: the pure core of the gateway, shared by
+// JSON and SSE responses so both report the same text, finish reason and usage.
+#pragma once
+
+#include <optional>
+#include <string>
+#include <string_view>
+
+#include "child_protocol.hpp"
+#include "openai.hpp"
+
+namespace codex {
+
+enum class Route { Chat, Legacy };
+
+struct CompletionSpec {
+  Route route = Route::Chat;
+  bool stream = false;
+  bool include_usage = false;
+  ResponseIdentity who;
+  int64_t prompt_estimate = 0;
+};
+
+// Why a response ended when no event ended it.
+enum class EndCause { ChildExited, StreamIdle, RequestTimeout, SpawnFailed };
+
+inline constexpr std::string_view kNoOutput = "No output from backend.";
+
+class CompletionState {
+public:
+  explicit CompletionState(CompletionSpec spec) : spec_(std::move(spec)) {}
+
+  // Stream only: what follows the headers at once (the role chunk of a chat stream).
+  std::string openingFrames() const;
+
+  // Applies one event. For streams the frames to send are appended to `frames`. Returns true
+  // when the event ends the response (task_complete or a backend error).
+  bool apply(const ChildEvent& event, std::string& frames);
+
+  // Stream only: the closing frames for an end that no event announced.
+  std::string closingFrames(EndCause cause, std::string_view detail);
+
+  // Non-stream only: the 200 body (call once the response ends without error()).
+  std::string body() const;
+
+  const std::optional<ApiError>& error() const { return error_; }
+  bool taskComplete() const { return task_complete_; }
+  Usage usage() const;
+  std::string_view finishReason() const;
+  std::string_view emissionTrigger() const;
+  const std::string& text() const { return text_; }
+  const CompletionSpec& spec() const { return spec_; }
+
+private:
+  void forward(std::string& frames);
+  void countEvent(const ChildEvent& event, bool replace);
+  std::string finalFrames();
+
+  CompletionSpec spec_;
+  std::string text_;  // all assistant text received
+  size_t forwarded_ = 0;
+  std::optional<int64_t> prompt_tokens_;
+  std::optional<int64_t> completion_tokens_;
+  std::string trigger_;  // the first usage-bearing event's kind
+  bool task_complete_ = false;
+  std::string finish_reason_;
+  std::optional<ApiError> error_;
+};
+
+}  // namespace codex

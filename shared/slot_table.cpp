@@ -1,0 +1,351 @@
+// Shared stream slots; see slot_table.hpp for the design and docs/stream-slots.md for the
+// invariant an operator can check.
+#include "slot_table.hpp"
+
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <chrono>
+#include <cstring>
+#include <random>
+
+#include <fmt/format.h>
+
+#include "json_writer.hpp"
+
+namespace codex {
+namespace {
+
+constexpr uint64_t kMagic = 0x53544f4c53584443;  // "CDXSLOTS"
+constexpr uint32_t kLayoutVersion = 1;
+// Owner liveness locks and the initialisation lock sit far past the end of the mapping; OFD
+// locks need no backing bytes.
+constexpr off_t kInitLockOffset = off_t{1} << 32;
+constexpr off_t kOwnerLockBase = kInitLockOffset + 1;
+constexpr size_t kRequestIdWords = 5;
+
+int64_t nowMs() {
+  using namespace std::chrono;
+  return duration_cast<milliseconds>(system_clock::now().time_since_epoch()).count();
+}
+
+int ofdLock(int fd, short type, off_t offset, int command) {
+  struct flock lock {};
+
+  lock.l_type = type;
+  lock.l_whence = SEEK_SET;
+  lock.l_start = offset;
+  lock.l_len = 1;
+  return fcntl(fd, command, &lock);
+}
+
+uint32_t ownerOf(uint64_t tag) { return static_cast<uint32_t>(tag >> 32) - 1; }
+uint32_t generationOf(uint64_t tag) { return static_cast<uint32_t>(tag); }
+
+}  // namespace
+
+struct SlotTable::Layout {
+  struct Owner {
+    std::atomic<uint32_t> generation;
+    std::atomic<int32_t> pid;
+  };
+  struct Slot {
+    std::atomic<uint64_t> tag;
+    std::atomic<int32_t> child_pgid;
+    std::atomic<int64_t> acquired_ms;
+    // Informational only: read racily by dumps, so kept in atomic words.
+    std::atomic<uint64_t> request_id[kRequestIdWords];
+  };
+
+  uint64_t magic;
+  uint32_t layout_version;
+  uint32_t capacity;
+  uint32_t max_owners;
+  uint32_t slot_bytes;
+  std::atomic<uint32_t> high_water;  // largest limit any acquirer used: slots above are never set
+  Owner owners[kMaxOwners];
+  Slot slots[kCapacity];
+};
+
+static_assert(std::atomic<uint64_t>::is_always_lock_free, "slot tags need lock-free atomics");
+
+std::optional<std::string> SlotTable::open(const std::string& path, SlotTable& table) {
+  int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0660);
+  if (fd < 0) {
+    return fmt::format("cannot open slot table {}: {}", path, strerror(errno));
+  }
+  table.fd_ = fd;
+  table.path_ = path;
+
+  // Serialise creation so two pools starting at once never both initialise the file.
+  if (ofdLock(fd, F_WRLCK, kInitLockOffset, F_OFD_SETLKW) != 0) {
+    return fmt::format("cannot lock slot table {}: {}", path, strerror(errno));
+  }
+  struct stat st {};
+  fstat(fd, &st);
+  bool fresh = st.st_size == 0;
+  std::optional<std::string> error;
+
+  if (fresh && ftruncate(fd, sizeof(Layout)) != 0) {
+    error = fmt::format("cannot size slot table {}: {}", path, strerror(errno));
+  } else if (!fresh && static_cast<size_t>(st.st_size) != sizeof(Layout)) {
+    error = fmt::format("slot table {} is {} bytes, this build expects {}: another layout or "
+                        "version uses it; stop every pool using it and remove the file",
+                        path, st.st_size, sizeof(Layout));
+  }
+  if (!error) {
+    void* map = mmap(nullptr, sizeof(Layout), PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    if (map == MAP_FAILED) {
+      error = fmt::format("cannot map slot table {}: {}", path, strerror(errno));
+    } else {
+      table.layout_ = static_cast<Layout*>(map);
+    }
+  }
+  if (!error && fresh) {
+    auto* l = table.layout_;
+    l->layout_version = kLayoutVersion;
+    l->capacity = kCapacity;
+    l->max_owners = kMaxOwners;
+    l->slot_bytes = sizeof(Layout::Slot);
+    l->magic = kMagic;
+  } else if (!error) {
+    auto* l = table.layout_;
+    if (l->magic != kMagic || l->layout_version != kLayoutVersion || l->capacity != kCapacity ||
+        l->max_owners != kMaxOwners || l->slot_bytes != sizeof(Layout::Slot)) {
+      error = fmt::format("slot table {} has layout version {} (this build: {}); stop every "
+                          "pool using it and remove the file",
+                          path, l->layout_version, kLayoutVersion);
+    }
+  }
+  ofdLock(fd, F_UNLCK, kInitLockOffset, F_OFD_SETLK);
+  return error;
+}
+
+SlotTable::~SlotTable() {
+  if (layout_ != nullptr) {
+    munmap(layout_, sizeof(Layout));
+  }
+  if (fd_ >= 0) {
+    close(fd_);
+  }
+}
+
+std::optional<std::string> SlotTable::registerOwner() {
+  for (uint32_t i = 0; i < kMaxOwners; ++i) {
+    if (ofdLock(fd_, F_WRLCK, kOwnerLockBase + i, F_OFD_SETLK) != 0) {
+      continue;  // held by a live process
+    }
+    auto& owner = layout_->owners[i];
+    uint32_t generation = owner.generation.fetch_add(1) + 1;
+
+    owner.pid.store(getpid());
+    owner_ = static_cast<int>(i);
+    tag_ = (uint64_t{i + 1} << 32) | generation;
+    return std::nullopt;
+  }
+  return fmt::format("slot table {}: all {} owner entries are held by live processes", path_,
+                     kMaxOwners);
+}
+
+void SlotTable::raiseHighWater(uint32_t limit) {
+  uint32_t seen = layout_->high_water.load();
+
+  while (seen < limit && !layout_->high_water.compare_exchange_weak(seen, limit)) {
+  }
+}
+
+uint32_t SlotTable::openCount() const {
+  uint32_t bound = layout_->high_water.load();
+  uint32_t open = 0;
+
+  for (uint32_t i = 0; i < bound; ++i) {
+    open += layout_->slots[i].tag.load(std::memory_order_relaxed) != 0;
+  }
+  return open;
+}
+
+AcquireOutcome SlotTable::acquire(uint32_t limit, std::string_view request_id) {
+  thread_local std::minstd_rand rng{std::random_device{}()};
+  AcquireOutcome outcome;
+
+  if (limit == 0 || tag_ == 0) {
+    return outcome;  // a disabled guard or an unregistered process admits nothing here
+  }
+  limit = std::min(limit, kCapacity);
+  raiseHighWater(limit);
+  outcome.open_before = openCount();
+  // Two passes: the second runs only if reclaiming the dead freed something.
+  for (int pass = 0; pass < 2; ++pass) {
+    uint32_t start = rng() % limit;
+    for (uint32_t k = 0; k < limit; ++k) {
+      uint32_t index = (start + k) % limit;
+      uint64_t expected = 0;
+      auto& slot = layout_->slots[index];
+
+      if (slot.tag.load(std::memory_order_relaxed) != 0 ||
+          !slot.tag.compare_exchange_strong(expected, tag_)) {
+        continue;
+      }
+      slot.child_pgid.store(0);
+      slot.acquired_ms.store(nowMs());
+      for (size_t w = 0; w < kRequestIdWords; ++w) {
+        uint64_t word = 0;
+        std::string_view part = request_id.substr(std::min(request_id.size(), w * 8));
+        memcpy(&word, part.data(), std::min<size_t>(8, part.size()));
+        slot.request_id[w].store(word, std::memory_order_relaxed);
+      }
+      outcome.open_after = openCount();
+      outcome.slot.emplace(this, index, outcome.open_before, outcome.open_after);
+      return outcome;
+    }
+    if (pass == 0 && reclaimDead() == 0) {
+      break;
+    }
+  }
+  outcome.open_before = outcome.open_after = openCount();
+  return outcome;
+}
+
+void SlotTable::releaseSlot(uint32_t index) {
+  uint64_t expected = tag_;
+
+  layout_->slots[index].child_pgid.store(0);
+  layout_->slots[index].tag.compare_exchange_strong(expected, 0);
+}
+
+bool SlotTable::ownerAlive(uint32_t owner, uint32_t generation) const {
+  if (owner >= kMaxOwners) {
+    return false;
+  }
+  if (static_cast<int>(owner) == owner_) {
+    return true;  // our own lock never conflicts with our own probe
+  }
+  if (layout_->owners[owner].generation.load() != generation) {
+    return false;  // the index has been taken over since this tag was written
+  }
+  struct flock probe {};
+  probe.l_type = F_WRLCK;
+  probe.l_whence = SEEK_SET;
+  probe.l_start = kOwnerLockBase + owner;
+  probe.l_len = 1;
+  if (fcntl(fd_, F_OFD_GETLK, &probe) != 0) {
+    return true;  // cannot tell: never free a slot on doubt
+  }
+  return probe.l_type != F_UNLCK;
+}
+
+bool SlotTable::tryReclaim(uint32_t index, uint64_t tag) {
+  auto& slot = layout_->slots[index];
+  pid_t pgid = slot.child_pgid.load();
+
+  if (!slot.tag.compare_exchange_strong(tag, 0)) {
+    return false;
+  }
+  if (pgid > 0) {
+    kill(-pgid, SIGKILL);  // the dead owner can no longer stop its child
+  }
+  return true;
+}
+
+uint32_t SlotTable::reclaimDead() {
+  uint32_t bound = layout_->high_water.load();
+  uint32_t freed = 0;
+
+  for (uint32_t i = 0; i < bound; ++i) {
+    uint64_t tag = layout_->slots[i].tag.load();
+    if (tag != 0 && !ownerAlive(ownerOf(tag), generationOf(tag)) && tryReclaim(i, tag)) {
+      ++freed;
+    }
+  }
+  return freed;
+}
+
+uint32_t SlotTable::reclaimProcess(pid_t pid) {
+  uint32_t bound = layout_->high_water.load();
+  uint32_t freed = 0;
+
+  for (uint32_t i = 0; i < bound; ++i) {
+    uint64_t tag = layout_->slots[i].tag.load();
+    uint32_t owner = ownerOf(tag);
+    bool theirs = tag != 0 && owner < kMaxOwners && layout_->owners[owner].pid.load() == pid;
+
+    if (theirs && tryReclaim(i, tag)) {
+      ++freed;
+    }
+  }
+  return freed;
+}
+
+std::string SlotTable::dumpJson() const {
+  JsonWriter w;
+  int64_t now = nowMs();
+  uint32_t bound = layout_->high_water.load();
+
+  w.beginObject().field("path", path_).field("layout_version", int64_t{kLayoutVersion});
+  w.field("capacity", int64_t{kCapacity}).field("high_water", int64_t{bound});
+  w.field("open", int64_t{openCount()});
+  w.key("slots").beginArray();
+  for (uint32_t i = 0; i < bound; ++i) {
+    const auto& slot = layout_->slots[i];
+    uint64_t tag = slot.tag.load();
+    if (tag == 0) {
+      continue;
+    }
+    char id[kRequestIdWords * 8 + 1] = {};
+    for (size_t k = 0; k < kRequestIdWords; ++k) {
+      uint64_t word = slot.request_id[k].load(std::memory_order_relaxed);
+      memcpy(id + k * 8, &word, 8);
+    }
+    uint32_t owner = ownerOf(tag);
+    w.beginObject().field("slot", int64_t{i}).field("owner", int64_t{owner});
+    w.field("generation", int64_t{generationOf(tag)});
+    w.field("worker_pid", int64_t{owner < kMaxOwners ? layout_->owners[owner].pid.load() : 0});
+    w.field("owner_alive", ownerAlive(owner, generationOf(tag)));
+    w.field("child_pgid", int64_t{slot.child_pgid.load()});
+    w.field("age_ms", now - slot.acquired_ms.load()).field("request_id", std::string_view(id));
+    w.endObject();
+  }
+  w.endArray().endObject();
+  return w.take();
+}
+
+StreamSlot::StreamSlot(StreamSlot&& other) noexcept
+    : table_(other.table_), index_(other.index_), before_(other.before_), after_(other.after_) {
+  other.table_ = nullptr;
+}
+
+StreamSlot& StreamSlot::operator=(StreamSlot&& other) noexcept {
+  if (this != &other) {
+    release();
+    table_ = other.table_;
+    index_ = other.index_;
+    before_ = other.before_;
+    after_ = other.after_;
+    other.table_ = nullptr;
+  }
+  return *this;
+}
+
+void StreamSlot::setChildGroup(pid_t pgid) {
+  if (table_ != nullptr) {
+    table_->layout_->slots[index_].child_pgid.store(pgid);
+  }
+}
+
+std::pair<uint32_t, uint32_t> StreamSlot::release() {
+  if (table_ == nullptr) {
+    return {0, 0};
+  }
+  SlotTable* table = table_;
+  uint32_t before = table->openCount();
+
+  table_ = nullptr;
+  table->releaseSlot(index_);
+  return {before, table->openCount()};
+}
+
+}  // namespace codex

@@ -1,0 +1,155 @@
+// POST /v1/chat/completions and /v1/completions: authentication, validation, model, context
+// guard, the stream cap, then the child. A request that fails any check never spawns a child.
+#include <string>
+
+#include "completion_request.hpp"
+#include "completion_run.hpp"
+#include "handlers.hpp"
+#include "log.hpp"
+#include "models.hpp"
+#include "responses.hpp"
+
+namespace codex {
+namespace {
+
+void logGuard(const Config& config, const HttpRequest& request, std::string_view route,
+              std::string_view outcome, uint32_t before, uint32_t after) {
+  LogLine(outcome == "rejected" ? "stream rejected: cap reached" : "stream slot acquired")
+      .with("scope", "sse_guard").with("req_id", request.request_id).with("route", route)
+      .with("outcome", outcome).with("before", int64_t{before}).with("after", int64_t{after})
+      .with("limit", config.sse_max_concurrency).info();
+}
+
+void addConcurrencyHeaders(FcgiExchange& io, const Config& config, uint32_t before,
+                           uint32_t after) {
+  if (!config.test_endpoints) {
+    return;
+  }
+  io.addHeader("X-Conc-Before", std::to_string(before));
+  io.addHeader("X-Conc-After", std::to_string(after));
+  io.addHeader("X-Conc-Limit", std::to_string(config.sse_max_concurrency));
+}
+
+// Keepalives are off for clients known to choke on SSE comments, or on request.
+bool wantsKeepalive(const HttpRequest& request) {
+  std::string agent = request.user_agent;
+  for (auto& c : agent) {
+    c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  }
+  bool fragile = agent.find("obsidian") != std::string::npos ||
+                 agent.find("electron") != std::string::npos;
+  std::string_view header = request.no_keepalive;
+  while (!header.empty() && std::isspace(static_cast<unsigned char>(header.front()))) {
+    header.remove_prefix(1);
+  }
+  while (!header.empty() && std::isspace(static_cast<unsigned char>(header.back()))) {
+    header.remove_suffix(1);
+  }
+  return !fragile && header != "1" && !request.queryHas("no_keepalive", "1");
+}
+
+void addStreamHeaders(FcgiExchange& io) {
+  io.addHeader("Content-Type", "text/event-stream");
+  io.addHeader("Cache-Control", "no-cache, no-transform");
+  io.addHeader("Connection", "keep-alive");
+  // nginx honours this even where a location forgot `fastcgi_buffering off`.
+  io.addHeader("X-Accel-Buffering", "no");
+}
+
+}  // namespace
+
+bool authorized(const Config& config, const HttpRequest& request) {
+  constexpr std::string_view kScheme = "Bearer ";
+  std::string_view header = request.authorization;
+
+  if (!header.starts_with(kScheme)) {
+    return false;
+  }
+  std::string_view presented = header.substr(kScheme.size());
+  const std::string& key = config.api_key;
+  if (presented.size() != key.size()) {
+    return false;
+  }
+  // Constant time in the key's content: no early exit on the first differing byte.
+  unsigned char difference = 0;
+  for (size_t i = 0; i < key.size(); ++i) {
+    difference |= static_cast<unsigned char>(presented[i] ^ key[i]);
+  }
+  return difference == 0;
+}
+
+HandlerResult handleCompletion(WorkerContext& context, uv_loop_t* loop, FcgiExchange& io,
+                               const HttpRequest& request, Route route) {
+  const Config& config = context.config;
+  std::string_view route_name = route == Route::Chat ? "/v1/chat/completions" : "/v1/completions";
+  HandlerResult result;
+
+  if (!authorized(config, request)) {
+    sendError(io, errors::unauthorized());
+    result.end_reason = "unauthorized";
+    return result;
+  }
+  auto parsed = route == Route::Chat ? parseChatRequest(request.body, request.hasJsonBody())
+                                     : parseLegacyRequest(request.body, request.hasJsonBody());
+  if (auto* error = std::get_if<ApiError>(&parsed)) {
+    sendError(io, *error);
+    result.end_reason = "invalid_request";
+    return result;
+  }
+  auto& body = std::get<CompletionRequest>(parsed);
+  ModelChoice model = resolveModel(body.model, body.effort, config);
+  if (!model.accepted) {
+    sendError(io, errors::modelNotFound(model.requested));
+    result.end_reason = "invalid_request";
+    return result;
+  }
+  int64_t prompt_estimate = estimatePromptTokens(body.messages);
+  if (config.max_prompt_tokens > 0 && prompt_estimate > config.max_prompt_tokens) {
+    sendError(io, errors::contextLengthExceeded());
+    result.end_reason = "invalid_request";
+    return result;
+  }
+
+  std::optional<StreamSlot> slot;
+  if (body.stream && config.guardEnabled()) {
+    auto outcome = context.slots.acquire(static_cast<uint32_t>(config.sse_max_concurrency),
+                                         request.request_id);
+    addConcurrencyHeaders(io, config, outcome.open_before, outcome.open_after);
+    if (!outcome.slot) {
+      logGuard(config, request, route_name, "rejected", outcome.open_before, outcome.open_after);
+      io.addHeader("Retry-After", "1");
+      sendError(io, errors::streamsExhausted());
+      result.end_reason = "cap_reached";
+      return result;
+    }
+    logGuard(config, request, route_name, "acquired", outcome.open_before, outcome.open_after);
+    slot = std::move(outcome.slot);
+  }
+
+  CompletionSpec spec;
+  spec.route = route;
+  spec.stream = body.stream;
+  spec.include_usage = body.include_usage;
+  spec.who = {newResponseId(route == Route::Chat ? "chatcmpl-" : "cmpl-"),
+              static_cast<int64_t>(time(nullptr)), model.requested};
+  spec.prompt_estimate = prompt_estimate;
+  CompletionState state(std::move(spec));
+  ChildRequest child{request.request_id, body.messages, joinPrompt(body.messages), model};
+  auto protocol = makeProtoProtocol(config);
+  if (body.stream) {
+    addStreamHeaders(io);
+  }
+
+  LogLine("completion").with("req_id", request.request_id).with("route", route_name)
+      .with("requested_model", model.requested).with("effective_model", model.effective)
+      .with("stream", body.stream).with("prompt_tokens_est", prompt_estimate).info();
+  CompletionRun run(loop, context, io, *protocol, std::move(child), state, std::move(slot),
+                    {request.request_id, std::string(route_name), wantsKeepalive(request)});
+  RunOutcome outcome = run.run();
+  result.end_reason = outcome.end_reason;
+  result.child_exit = outcome.exit_status;
+  result.child_signal = outcome.term_signal;
+  return result;
+}
+
+}  // namespace codex

@@ -1,0 +1,454 @@
+// One completion's event loop; see completion_run.hpp.
+//
+// Every callback runs on the request thread's own loop, so writes to nginx block only this
+// request, and a slow client stops our reads from the child (its pipe fills, the child waits):
+// backpressure without queues.
+#include "completion_run.hpp"
+
+#include <fcntl.h>
+#include <signal.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <chrono>
+#include <cstring>
+#include <filesystem>
+
+#include <fmt/format.h>
+
+#include "log.hpp"
+#include "responses.hpp"
+
+namespace codex {
+namespace {
+
+template <typename T> CompletionRun* owner(T* handle) {
+  return static_cast<CompletionRun*>(handle->data);
+}
+
+int64_t epochMs() {
+  using namespace std::chrono;
+  return duration_cast<milliseconds>(system_clock::now().time_since_epoch()).count();
+}
+
+// CODEX_BIN as the spec resolves it: absolute as is, relative to our cwd when it has a slash,
+// else the first executable match on PATH.
+std::optional<std::string> resolveBinary(const std::string& name, std::string& error) {
+  namespace fs = std::filesystem;
+  std::string found;
+
+  if (name.find('/') != std::string::npos) {
+    found = fs::absolute(name).string();
+  } else {
+    const char* path = getenv("PATH");
+    std::string_view dirs = path != nullptr ? path : "/usr/local/bin:/usr/bin:/bin";
+    while (found.empty() && !dirs.empty()) {
+      size_t colon = dirs.find(':');
+      std::string candidate = std::string(dirs.substr(0, colon)) + "/" + name;
+      dirs = colon == std::string_view::npos ? "" : dirs.substr(colon + 1);
+      if (access(candidate.c_str(), X_OK) == 0) {
+        found = candidate;
+      }
+    }
+  }
+  if (found.empty() || access(found.c_str(), X_OK) != 0) {
+    error = fmt::format("spawn {} {}", name, found.empty() ? "ENOENT" : strerrorname_np(errno));
+    return std::nullopt;
+  }
+  return found;
+}
+
+std::vector<char*> pointers(std::vector<std::string>& strings) {
+  std::vector<char*> out;
+
+  for (auto& s : strings) {
+    out.push_back(s.data());
+  }
+  out.push_back(nullptr);
+  return out;
+}
+
+}  // namespace
+
+CompletionRun::CompletionRun(uv_loop_t* loop, WorkerContext& context, FcgiExchange& io,
+                             ChildProtocol& protocol, ChildRequest request,
+                             CompletionState& state, std::optional<StreamSlot> slot,
+                             RunSettings settings)
+    : loop_(loop), context_(context), config_(context.config), io_(io), protocol_(protocol),
+      request_(std::move(request)), state_(state), slot_(std::move(slot)),
+      settings_(std::move(settings)) {}
+
+RunOutcome CompletionRun::run() {
+  std::string spawn_error;
+  bool stream = state_.spec().stream;
+
+  for (uv_timer_t* timer :
+       {&request_timer_, &idle_timer_, &keepalive_timer_, &kill_timer_, &truncate_timer_}) {
+    uv_timer_init(loop_, timer);
+    timer->data = this;
+  }
+  spawned_ = spawnChild(spawn_error);
+  if (!spawned_) {
+    outcome_.end_reason = "spawn_failed";
+    LogLine("child could not be started").with("req_id", settings_.request_id)
+        .with("error", spawn_error).warn();
+    if (stream && io_.sendHead(200)) {
+      sendFrames(state_.closingFrames(EndCause::SpawnFailed, spawn_error));
+    } else if (!stream) {
+      sendError(io_, errors::spawnFailed(spawn_error));
+    }
+    endResponse("spawn_failed");
+  } else {
+    if (stream && io_.sendHead(200)) {
+      sendFrames(state_.openingFrames());
+    }
+    startWatching();
+  }
+  maybeFinish();
+  uv_run(loop_, UV_RUN_DEFAULT);
+  // The loop only stops early if a path above forgot a handle: never leave one behind.
+  endResponse(outcome_.end_reason);
+  closeAll();
+  uv_run(loop_, UV_RUN_DEFAULT);
+  return outcome_;
+}
+
+bool CompletionRun::spawnChild(std::string& error) {
+  auto binary = resolveBinary(config_.codex_bin, error);
+  if (!binary) {
+    return false;
+  }
+  std::vector<std::string> args = {context_.exec_shim, std::to_string(getpid()), *binary};
+  for (auto& arg : protocol_.arguments(request_)) {
+    args.push_back(std::move(arg));
+  }
+  std::vector<std::string> env = context_.child_env;
+  env.push_back("CODEX_GATEWAY_REQUEST_ID=" + settings_.request_id);
+  std::error_code ec;
+  std::filesystem::create_directories(config_.codex_workdir, ec);
+  if (ec) {
+    LogLine("cannot create child working directory").with("req_id", settings_.request_id)
+        .with("path", config_.codex_workdir).with("error", ec.message()).warn();
+  }
+
+  auto argv = pointers(args);
+  auto envp = pointers(env);
+  uv_stdio_container_t stdio[3];
+  uv_process_options_t options{};
+  for (Pipe* pipe : {&stdin_, &stdout_, &stderr_}) {
+    uv_pipe_init(loop_, &pipe->handle, 0);
+    pipe->handle.data = this;
+  }
+  stdio[0].flags = static_cast<uv_stdio_flags>(UV_CREATE_PIPE | UV_READABLE_PIPE);
+  stdio[0].data.stream = reinterpret_cast<uv_stream_t*>(&stdin_.handle);
+  stdio[1].flags = static_cast<uv_stdio_flags>(UV_CREATE_PIPE | UV_WRITABLE_PIPE);
+  stdio[1].data.stream = reinterpret_cast<uv_stream_t*>(&stdout_.handle);
+  stdio[2].flags = static_cast<uv_stdio_flags>(UV_CREATE_PIPE | UV_WRITABLE_PIPE);
+  stdio[2].data.stream = reinterpret_cast<uv_stream_t*>(&stderr_.handle);
+  options.file = argv[0];
+  options.args = argv.data();
+  options.env = envp.data();
+  options.cwd = ec ? nullptr : config_.codex_workdir.c_str();
+  // Detached: the child leads its own process group, which we can kill as a whole.
+  options.flags = UV_PROCESS_DETACHED;
+  options.stdio_count = 3;
+  options.stdio = stdio;
+  options.exit_cb = [](uv_process_t* p, int64_t status, int signal) {
+    owner(p)->onExit(status, signal);
+  };
+  process_.data = this;
+
+  int rc = uv_spawn(loop_, &process_, &options);
+  if (rc != 0) {
+    error = fmt::format("spawn {} {}", config_.codex_bin, uv_err_name(rc));
+    closeHandle(reinterpret_cast<uv_handle_t*>(&process_));
+    for (Pipe* pipe : {&stdin_, &stdout_, &stderr_}) {
+      closeHandle(reinterpret_cast<uv_handle_t*>(&pipe->handle));
+    }
+    return false;
+  }
+  outcome_.child_pid = process_.pid;
+  context_.children.add(process_.pid);
+  if (slot_) {
+    slot_->setChildGroup(process_.pid);
+  }
+  writeStdin(protocol_.openingInput(request_));
+  return true;
+}
+
+void CompletionRun::startWatching() {
+  auto alloc = [](uv_handle_t* handle, size_t, uv_buf_t* buf) {
+    auto* pipe = reinterpret_cast<Pipe*>(handle);  // handle is Pipe's first member
+    *buf = uv_buf_init(pipe->buffer.data(), pipe->buffer.size());
+  };
+  uv_read_start(reinterpret_cast<uv_stream_t*>(&stdout_.handle), alloc,
+                [](uv_stream_t* s, ssize_t n, const uv_buf_t* buf) { owner(s)->onStdout(n, buf); });
+  uv_read_start(reinterpret_cast<uv_stream_t*>(&stderr_.handle), alloc,
+                [](uv_stream_t* s, ssize_t n, const uv_buf_t*) { owner(s)->onStderr(n); });
+  stdout_open_ = stderr_open_ = true;
+
+  // uv_poll_init makes the fd non-blocking; libfcgi's blocking writes need it back as it was.
+  int fd = io_.connectionFd();
+  int flags = fcntl(fd, F_GETFL);
+  if (uv_poll_init(loop_, &connection_, fd) == 0) {
+    fcntl(fd, F_SETFL, flags);
+    connection_.data = this;
+    watching_connection_ = true;
+    uv_poll_start(&connection_, UV_READABLE | UV_DISCONNECT,
+                  [](uv_poll_t* p, int, int) { owner(p)->clientGone(); });
+  }
+
+  bool stream = state_.spec().stream;
+  startTimer(request_timer_, config_.timeout_ms, [](uv_timer_t* t) {
+    auto* self = owner(t);
+    if (!self->response_ended_) {
+      if (self->state_.spec().stream) {
+        self->sendFrames(self->state_.closingFrames(EndCause::RequestTimeout, ""));
+        self->endResponse("request_timeout");
+      } else {
+        self->endWithError(errors::requestTimeout(), "request_timeout");
+      }
+    }
+    self->terminateChild(SIGKILL);
+  });
+  // Repeating, so uv_timer_again() can push it back on every read.
+  startTimer(idle_timer_, stream ? config_.stream_idle_timeout_ms : config_.proto_idle_ms,
+             [](uv_timer_t* t) { owner(t)->onIdle(); }, true);
+  if (stream && settings_.keepalive && config_.keepalive_ms > 0) {
+    startTimer(keepalive_timer_, config_.keepalive_ms, [](uv_timer_t* t) {
+      owner(t)->sendFrames(fmt::format(": keepalive {}\n\n", epochMs()));
+    }, true);
+  }
+  if (!stream && state_.spec().route == Route::Chat) {
+    startTimer(truncate_timer_, config_.dev_truncate_after_ms,
+               [](uv_timer_t* t) { owner(t)->terminateChild(SIGTERM); });
+  }
+}
+
+void CompletionRun::startTimer(uv_timer_t& timer, int64_t ms, uv_timer_cb callback, bool repeat) {
+  if (ms > 0) {
+    uv_timer_start(&timer, callback, static_cast<uint64_t>(ms), repeat ? ms : 0);
+  }
+}
+
+void CompletionRun::onStdout(ssize_t nread, const uv_buf_t* buf) {
+  if (nread > 0) {
+    if (!idle_fired_) {
+      uv_timer_again(&idle_timer_);
+    }
+    framer_.feed(std::string_view(buf->base, static_cast<size_t>(nread)),
+                 [this](std::string_view line) { onLine(line); });
+  } else if (nread < 0) {
+    stdout_open_ = false;
+    closeHandle(reinterpret_cast<uv_handle_t*>(&stdout_.handle));
+    maybeFinish();
+  }
+}
+
+void CompletionRun::onStderr(ssize_t nread) {
+  if (nread > 0) {
+    if (!state_.spec().stream && !idle_fired_) {
+      uv_timer_again(&idle_timer_);  // the non-stream idle timer counts any output
+    }
+    std::string_view text(stderr_.buffer.data(), static_cast<size_t>(nread));
+    stderr_tail_.append(text.substr(text.size() > 1024 ? text.size() - 1024 : 0));
+    if (stderr_tail_.size() > 2048) {
+      stderr_tail_.erase(0, stderr_tail_.size() - 1024);
+    }
+  } else if (nread < 0) {
+    stderr_open_ = false;
+    closeHandle(reinterpret_cast<uv_handle_t*>(&stderr_.handle));
+    maybeFinish();
+  }
+}
+
+void CompletionRun::onLine(std::string_view line) {
+  std::string reply;
+  auto event = protocol_.parseLine(line, reply);
+
+  if (!reply.empty()) {
+    writeStdin(std::move(reply));
+  }
+  if (!event) {
+    if (config_.debug_proto) {
+      LogLine("unparsable child line").with("req_id", settings_.request_id).with("line", line)
+          .debug();
+    }
+    return;
+  }
+  if (response_ended_) {
+    return;  // the client is gone or answered; the rest is drained
+  }
+  std::string frames;
+  bool ends = state_.apply(*event, frames);
+
+  sendFrames(frames);
+  if (!ends || response_ended_) {
+    return;
+  }
+  if (state_.error()) {
+    LogLine("child reported an error").with("req_id", settings_.request_id)
+        .with("error", state_.error()->message).warn();
+    if (!state_.spec().stream) {
+      sendError(io_, *state_.error());
+    }
+    endResponse("backend_error");
+  } else {
+    if (!state_.spec().stream) {
+      sendJson(io_, 200, state_.body());
+    }
+    endResponse("done");
+  }
+  terminateChild(SIGTERM);  // a finished child has nothing more to say
+}
+
+void CompletionRun::onExit(int64_t exit_status, int term_signal) {
+  child_exited_ = true;
+  outcome_.exit_status = exit_status;
+  outcome_.term_signal = term_signal;
+  context_.children.remove(process_.pid);
+  // Whatever the child left in its process group goes with it.
+  kill(-process_.pid, SIGKILL);
+  uv_timer_stop(&kill_timer_);
+  closeHandle(reinterpret_cast<uv_handle_t*>(&process_));
+  maybeFinish();
+}
+
+void CompletionRun::onIdle() {
+  uv_timer_stop(&idle_timer_);
+  idle_fired_ = true;
+  if (!state_.spec().stream && !response_ended_) {
+    endWithError(errors::idleTimeout(), "idle_timeout");
+  }
+  // A stream ends through the normal exit path once the child is gone.
+  terminateChild(SIGTERM);
+}
+
+void CompletionRun::sendFrames(const std::string& frames) {
+  if (response_ended_ || frames.empty()) {
+    return;
+  }
+  if (!io_.send(frames, true)) {
+    clientGone();
+  }
+}
+
+void CompletionRun::endResponse(std::string_view reason) {
+  if (response_ended_) {
+    return;
+  }
+  response_ended_ = true;
+  outcome_.end_reason = reason;
+  for (uv_timer_t* timer : {&keepalive_timer_, &request_timer_, &idle_timer_, &truncate_timer_}) {
+    uv_timer_stop(timer);
+  }
+  releaseSlot();
+  if (watching_connection_) {
+    watching_connection_ = false;
+    uv_poll_stop(&connection_);
+    closeHandle(reinterpret_cast<uv_handle_t*>(&connection_));
+  }
+  // Ends the HTTP response now, while the child may still be shutting down.
+  io_.finish();
+}
+
+void CompletionRun::endWithError(const ApiError& error, std::string_view reason) {
+  sendError(io_, error);
+  endResponse(reason);
+}
+
+void CompletionRun::clientGone() {
+  if (response_ended_) {
+    return;
+  }
+  bool kill = config_.kill_on_disconnect;
+  uint64_t request_left = uv_timer_get_due_in(&request_timer_);
+
+  endResponse("client_gone");
+  if (kill) {
+    terminateChild(SIGTERM);
+  } else if (request_left > 0 && !child_exited_) {
+    // The child may finish on its own, but never outlives the request deadline.
+    uv_timer_start(&request_timer_, [](uv_timer_t* t) { owner(t)->terminateChild(SIGKILL); },
+                   request_left, 0);
+  }
+}
+
+void CompletionRun::releaseSlot() {
+  if (!slot_ || !slot_->held()) {
+    return;
+  }
+  auto [before, after] = slot_->release();
+
+  LogLine("stream slot released").with("scope", "sse_guard").with("req_id", settings_.request_id)
+      .with("route", settings_.route).with("outcome", "released")
+      .with("before", int64_t{before}).with("after", int64_t{after})
+      .with("limit", config_.sse_max_concurrency).info();
+}
+
+void CompletionRun::terminateChild(int signal) {
+  if (!spawned_ || child_exited_) {
+    return;
+  }
+  kill(-process_.pid, signal);
+  if (signal != SIGKILL && !uv_is_active(reinterpret_cast<uv_handle_t*>(&kill_timer_))) {
+    uv_timer_start(&kill_timer_, [](uv_timer_t* t) { owner(t)->terminateChild(SIGKILL); },
+                   static_cast<uint64_t>(std::max<int64_t>(config_.kill_grace_ms, 1)), 0);
+  }
+}
+
+void CompletionRun::maybeFinish() {
+  bool child_done = !spawned_ || child_exited_;
+
+  if (!response_ended_ && child_done && !stdout_open_) {
+    if (state_.spec().stream) {
+      auto cause = idle_fired_ ? EndCause::StreamIdle : EndCause::ChildExited;
+      sendFrames(state_.closingFrames(cause, ""));
+    } else {
+      sendJson(io_, 200, state_.body());
+    }
+    endResponse(idle_fired_ ? "idle_timeout" : "child_exit");
+  }
+  if (response_ended_ && child_done && !stdout_open_ && !stderr_open_) {
+    closeAll();
+  }
+}
+
+void CompletionRun::closeAll() {
+  for (uv_handle_t* handle : {reinterpret_cast<uv_handle_t*>(&process_),
+                              reinterpret_cast<uv_handle_t*>(&stdout_.handle),
+                              reinterpret_cast<uv_handle_t*>(&stderr_.handle),
+                              reinterpret_cast<uv_handle_t*>(&connection_),reinterpret_cast<uv_handle_t*>(&request_timer_),
+                              reinterpret_cast<uv_handle_t*>(&idle_timer_),
+                              reinterpret_cast<uv_handle_t*>(&keepalive_timer_),
+                              reinterpret_cast<uv_handle_t*>(&kill_timer_),
+                              reinterpret_cast<uv_handle_t*>(&truncate_timer_),
+                              reinterpret_cast<uv_handle_t*>(&stdin_.handle)}) {
+    closeHandle(handle);
+  }
+}
+
+void CompletionRun::writeStdin(std::string data) {
+  struct Write {
+    uv_write_t request;
+    std::string data;
+  };
+  auto* write = new Write{{}, std::move(data)};
+  uv_buf_t buf = uv_buf_init(write->data.data(), write->data.size());
+
+  int rc = uv_write(&write->request, reinterpret_cast<uv_stream_t*>(&stdin_.handle), &buf, 1,
+                    [](uv_write_t* request, int) {
+                      delete reinterpret_cast<Write*>(request);  // request is Write's first member
+                    });
+  if (rc != 0) {
+    delete write;
+  }
+}
+
+void CompletionRun::closeHandle(uv_handle_t* handle) {
+  if (handle->loop != nullptr && !uv_is_closing(handle)) {
+    uv_close(handle, nullptr);
+  }
+}
+
+}  // namespace codex

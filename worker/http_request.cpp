@@ -1,0 +1,76 @@
+// Request parameters as nginx passes them (fastcgi_params plus REQUEST_ID).
+#include "http_request.hpp"
+
+#include <algorithm>
+#include <cctype>
+
+#include "openai.hpp"
+
+namespace codex {
+namespace {
+
+std::string_view trimmed(std::string_view text) {
+  while (!text.empty() && std::isspace(static_cast<unsigned char>(text.front()))) {
+    text.remove_prefix(1);
+  }
+  while (!text.empty() && std::isspace(static_cast<unsigned char>(text.back()))) {
+    text.remove_suffix(1);
+  }
+  return text;
+}
+
+}  // namespace
+
+HttpRequest readRequest(const FcgiExchange& io) {
+  HttpRequest r;
+
+  r.started = std::chrono::steady_clock::now();
+  r.method = io.param("REQUEST_METHOD");
+  r.path = io.param("DOCUMENT_URI");
+  if (r.path.empty()) {
+    std::string uri = io.param("REQUEST_URI");
+    r.path = uri.substr(0, uri.find('?'));
+  }
+  if (r.path.size() > 1 && r.path.back() == '/') {
+    r.path.pop_back();
+  }
+  r.query = io.param("QUERY_STRING");
+  r.content_type = io.param("CONTENT_TYPE");
+  r.authorization = io.param("HTTP_AUTHORIZATION");
+  r.origin = io.param("HTTP_ORIGIN");
+  r.user_agent = io.param("HTTP_USER_AGENT");
+  r.request_id = io.param("REQUEST_ID");
+  if (r.request_id.empty()) {
+    r.request_id = newResponseId("req-");  // nginx without our fastcgi_param line
+  }
+  r.remote_addr = io.param("REMOTE_ADDR");
+  r.request_headers = io.param("HTTP_ACCESS_CONTROL_REQUEST_HEADERS");
+  r.no_keepalive = io.param("HTTP_X_NO_KEEPALIVE");
+  return r;
+}
+
+bool HttpRequest::hasJsonBody() const {
+  std::string type = content_type.substr(0, content_type.find(';'));
+  std::transform(type.begin(), type.end(), type.begin(),
+                 [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+  type = std::string(trimmed(type));
+  return type == "application/json" || (type.starts_with("application/") && type.ends_with("+json"));
+}
+
+bool HttpRequest::queryHas(std::string_view name, std::string_view value) const {
+  std::string_view rest = query;
+
+  while (!rest.empty()) {
+    size_t amp = rest.find('&');
+    std::string_view pair = rest.substr(0, amp);
+    rest = amp == std::string_view::npos ? "" : rest.substr(amp + 1);
+    size_t eq = pair.find('=');
+    if (pair.substr(0, eq) == name && eq != std::string_view::npos &&
+        trimmed(pair.substr(eq + 1)) == value) {
+      return true;
+    }
+  }
+  return false;
+}
+
+}  // namespace codex

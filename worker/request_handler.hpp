@@ -1,0 +1,14 @@
+// Routes one FastCGI request to its handler and logs its summary line.
+#pragma once
+
+#include <fcgiapp.h>
+#include <uv.h>
+
+#include "worker_context.hpp"
+
+namespace codex {
+
+// Serves one accepted request on the calling thread, using `loop` for any child process.
+void serveRequest(WorkerContext& context, uv_loop_t* loop, FCGX_Request& request);
+
+}  // namespace codex

@@ -1,0 +1,53 @@
+// Shared per-process state of a worker; see worker_context.hpp.
+#include "worker_context.hpp"
+
+#include <signal.h>
+
+#include <string_view>
+
+namespace codex {
+
+void ChildGroups::add(pid_t pgid) {
+  std::lock_guard lock(mutex_);
+  groups_.insert(pgid);
+}
+
+void ChildGroups::remove(pid_t pgid) {
+  std::lock_guard lock(mutex_);
+  groups_.erase(pgid);
+}
+
+void ChildGroups::signalAll(int signal) {
+  std::lock_guard lock(mutex_);
+  for (pid_t pgid : groups_) {
+    kill(-pgid, signal);
+  }
+}
+
+size_t ChildGroups::size() {
+  std::lock_guard lock(mutex_);
+  return groups_.size();
+}
+
+std::vector<std::string> childEnvironment(const Config& config, char** environ_in) {
+  // Secrets of the gateway itself; a provider key reaches the child only through the
+  // documented provider setting, never by inheritance.
+  constexpr std::string_view kSecrets[] = {"PROXY_API_KEY=", "CODEX_PROVIDER_API_KEY=",
+                                           "CODEX_HOME="};
+  std::vector<std::string> env;
+
+  for (char** entry = environ_in; *entry != nullptr; ++entry) {
+    std::string_view text(*entry);
+    bool secret = false;
+    for (auto prefix : kSecrets) {
+      secret = secret || text.starts_with(prefix);
+    }
+    if (!secret) {
+      env.emplace_back(text);
+    }
+  }
+  env.push_back("CODEX_HOME=" + config.codex_home);
+  return env;
+}
+
+}  // namespace codex

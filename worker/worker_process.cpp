@@ -1,0 +1,152 @@
+// A worker process: request threads that each accept on the shared socket and own one libuv
+// loop, plus a control thread (main) that alone receives signals.
+//
+// libfcgi claims SIGTERM for itself and its threads stay blocked in accept() when it fires, and
+// libuv needs SIGCHLD delivered to some thread; so every request thread blocks all process
+// signals, and the main thread takes them through libuv.
+#include <fcgiapp.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <signal.h>
+#include <sys/prctl.h>
+#include <unistd.h>
+#include <uv.h>
+
+#include <cerrno>
+#include <cstring>
+#include <ctime>
+#include <memory>
+
+#include "log.hpp"
+#include "pool.hpp"
+#include "request_handler.hpp"
+#include "worker_context.hpp"
+
+extern char** environ;
+
+namespace codex {
+namespace {
+
+constexpr size_t kThreadStack = 256 * 1024;
+
+struct RequestThread {
+  WorkerContext* context = nullptr;
+  int listen_fd = -1;
+  pthread_t thread{};
+};
+
+sigset_t processSignals() {
+  sigset_t set;
+
+  sigemptyset(&set);
+  for (int signal : {SIGTERM, SIGINT, SIGHUP, SIGUSR1, SIGUSR2, SIGCHLD}) {
+    sigaddset(&set, signal);
+  }
+  return set;
+}
+
+void* requestThreadMain(void* arg) {
+  auto* self = static_cast<RequestThread*>(arg);
+  FCGX_Request request;
+  uv_loop_t loop;
+
+  FCGX_InitRequest(&request, self->listen_fd, 0);
+  uv_loop_init(&loop);
+  for (;;) {
+    int rc = FCGX_Accept_r(&request);
+    if (rc < 0) {
+      LogLine("accept failed").with("error", strerror(-rc)).warn();
+      struct timespec pause = {0, 10 * 1000 * 1000};  // back off instead of spinning on EMFILE
+      nanosleep(&pause, nullptr);
+      continue;
+    }
+    // libfcgi accepts without SOCK_CLOEXEC; codex-exec closes the rest of the race window.
+    fcntl(request.ipcFd, F_SETFD, FD_CLOEXEC);
+    serveRequest(*self->context, &loop, request);
+  }
+  return nullptr;
+}
+
+void startThreads(WorkerContext& context, int listen_fd, int64_t count,
+                  std::vector<std::unique_ptr<RequestThread>>& threads) {
+  pthread_attr_t attr;
+
+  pthread_attr_init(&attr);
+  pthread_attr_setstacksize(&attr, kThreadStack);
+  for (int64_t i = 0; i < count; ++i) {
+    auto thread = std::make_unique<RequestThread>();
+    thread->context = &context;
+    thread->listen_fd = listen_fd;
+    if (pthread_create(&thread->thread, &attr, requestThreadMain, thread.get()) != 0) {
+      LogLine("cannot start request thread").with("error", strerror(errno)).error();
+      break;
+    }
+    threads.push_back(std::move(thread));
+  }
+  pthread_attr_destroy(&attr);
+}
+
+void onStopSignal(uv_signal_t* handle, int signal) {
+  auto* context = static_cast<WorkerContext*>(handle->data);
+
+  // TODO(#6): drain open streams up to PROXY_SHUTDOWN_GRACE_MS instead of cutting them.
+  LogLine("worker stopping").with("signal", int64_t{signal})
+      .with("children", uint64_t{context->children.size()}).info();
+  context->children.signalAll(SIGKILL);
+  _exit(0);
+}
+
+}  // namespace
+
+int64_t threadsPerWorker(const Config& config) {
+  if (config.worker_threads > 0) {
+    return config.worker_threads;
+  }
+  // 256 streams per worker at least, and the whole cap in one worker plus room to answer 429.
+  int64_t cap = config.guardEnabled() ? config.sse_max_concurrency : 0;
+  return std::max<int64_t>(272, cap + 16);
+}
+
+void runWorker(const Config& config, const PoolOptions& options, int listen_fd) {
+  // A worker must not outlive its supervisor.
+  prctl(PR_SET_PDEATHSIG, SIGTERM);
+  sigset_t signals = processSignals();
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+  signal(SIGPIPE, SIG_IGN);
+
+  SlotTable slots;
+  if (auto error = SlotTable::open(config.slot_table, slots)) {
+    LogLine("worker cannot open slot table").with("error", *error).error();
+    _exit(3);
+  }
+  if (auto error = slots.registerOwner()) {
+    LogLine("worker cannot register in slot table").with("error", *error).error();
+    _exit(3);
+  }
+  WorkerContext context{config, slots, options.exec_shim, childEnvironment(config, environ), {}};
+
+  FCGX_Init();
+  std::vector<std::unique_ptr<RequestThread>> threads;
+  startThreads(context, listen_fd, threadsPerWorker(config), threads);
+  LogLine("worker ready").with("threads", uint64_t{threads.size()})
+      .with("slot_owner", int64_t{slots.ownerIndex()}).info();
+
+  uv_loop_t* loop = uv_default_loop();
+  uv_signal_t term, intr;
+  for (auto [handle, signum] : {std::pair{&term, SIGTERM}, std::pair{&intr, SIGINT}}) {
+    uv_signal_init(loop, handle);
+    handle->data = &context;
+    uv_signal_start(handle, onStopSignal, signum);
+  }
+  // Only this thread takes signals; SIGCHLD reaches libuv here and wakes every request loop.
+  sigset_t mine;
+  sigemptyset(&mine);
+  for (int signal : {SIGTERM, SIGINT, SIGCHLD}) {
+    sigaddset(&mine, signal);
+  }
+  pthread_sigmask(SIG_UNBLOCK, &mine, nullptr);
+  uv_run(loop, UV_RUN_DEFAULT);
+  _exit(0);
+}
+
+}  // namespace codex
