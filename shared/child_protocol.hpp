@@ -18,7 +18,15 @@
 namespace codex {
 
 struct ChildEvent {
-  enum class Kind { Ignored, MessageDelta, Message, TokenCount, ProviderUsage, TaskComplete, Error };
+  enum class Kind {
+    Ignored,
+    MessageDelta,
+    Message,
+    TokenCount,
+    ProviderUsage,
+    TaskComplete,
+    Error
+  };
 
   Kind kind = Kind::Ignored;
   std::string text;  // delta, full message, finish reason or error message
@@ -34,7 +42,7 @@ struct ChildRequest {
 };
 
 class ChildProtocol {
-public:
+ public:
   virtual ~ChildProtocol() = default;
 
   virtual std::vector<std::string> arguments(const ChildRequest& request) const = 0;

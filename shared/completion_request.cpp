@@ -107,9 +107,8 @@ std::optional<ApiError> readCommon(element root, CompletionRequest& request) {
   }
   request.stream = truthy(stream);
   auto options = field(root, "stream_options");
-  request.include_usage =
-      truthy(options ? field(*options, "include_usage") : std::nullopt) ||
-      truthy(field(root, "include_usage"));
+  request.include_usage = truthy(options ? field(*options, "include_usage") : std::nullopt) ||
+                          truthy(field(root, "include_usage"));
   auto model = field(root, "model");
   if (model && !model->is_null()) {
     request.model = asText(*model);

@@ -2,6 +2,7 @@
 #include "completion_state.hpp"
 
 #include <algorithm>
+#include <cctype>
 
 #include "json_writer.hpp"
 #include "prompt.hpp"
@@ -16,6 +17,14 @@ std::string errorFrame(const ApiError& error) {
   w.field("message", error.message).field("type", error.type).field("code", error.code);
   w.endObject().endObject();
   return sseData(w.str()) + std::string(kSseDone);
+}
+
+bool containsTimeout(std::string_view text) {
+  std::string folded(text);
+  for (auto& c : folded) {
+    c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  }
+  return folded.find("timeout") != std::string::npos;
 }
 
 }  // namespace
@@ -95,8 +104,11 @@ void CompletionState::forward(std::string& frames) {
 std::string CompletionState::finalFrames() {
   std::string frames;
 
-  if (!task_complete_ && text_.empty()) {
-    text_ = kNoOutput;  // the client should see why the answer is empty
+  // The client should see why the answer is empty; a chat stream that completed normally with
+  // no text is simply empty.
+  bool completed_chat = task_complete_ && spec_.route == Route::Chat;
+  if (!completed_chat && text_.empty()) {
+    text_ = kNoOutput;
     forward(frames);
   }
   if (spec_.route == Route::Chat) {
@@ -116,6 +128,10 @@ std::string CompletionState::closingFrames(EndCause cause, std::string_view deta
     case EndCause::RequestTimeout:
       return errorFrame(errors::requestTimeout());
     case EndCause::SpawnFailed:
+      // A start-up failure that is really a timeout is reported as one.
+      if (containsTimeout(detail)) {
+        return errorFrame(errors::requestTimeout());
+      }
       return errorFrame(errors::spawnFailed(detail));
     case EndCause::StreamIdle:
       if (spec_.route == Route::Legacy) {
@@ -128,19 +144,22 @@ std::string CompletionState::closingFrames(EndCause cause, std::string_view deta
   return finalFrames();
 }
 
-std::string CompletionState::body() const {
-  std::string_view content = text_.empty() ? kNoOutput : std::string_view(text_);
+std::string_view CompletionState::content() const {
+  // A stream has already sent its fallback text, if any, as part of text_.
+  return text_.empty() && !spec_.stream ? kNoOutput : std::string_view(text_);
+}
 
+std::string CompletionState::body() const {
   if (spec_.route == Route::Chat) {
-    return chatCompletionBody(spec_.who, content, finishReason(), usage());
+    return chatCompletionBody(spec_.who, content(), finishReason(), usage());
   }
-  return textCompletionBody(spec_.who, content, finishReason(), usage());
+  return textCompletionBody(spec_.who, content(), finishReason(), usage());
 }
 
 Usage CompletionState::usage() const {
   // A field no event reported falls back to its estimate rather than to zero.
   return {prompt_tokens_.value_or(spec_.prompt_estimate),
-          completion_tokens_.value_or(estimateTokens(text_))};
+          completion_tokens_.value_or(estimateTokens(content()))};
 }
 
 std::string_view CompletionState::finishReason() const {

@@ -27,7 +27,7 @@ enum class EndCause { ChildExited, StreamIdle, RequestTimeout, SpawnFailed };
 inline constexpr std::string_view kNoOutput = "No output from backend.";
 
 class CompletionState {
-public:
+ public:
   explicit CompletionState(CompletionSpec spec) : spec_(std::move(spec)) {}
 
   // Stream only: what follows the headers at once (the role chunk of a chat stream).
@@ -49,9 +49,11 @@ public:
   std::string_view finishReason() const;
   std::string_view emissionTrigger() const;
   const std::string& text() const { return text_; }
+  // The answer's text as the client sees it (the fallback when the child said nothing).
+  std::string_view content() const;
   const CompletionSpec& spec() const { return spec_; }
 
-private:
+ private:
   void forward(std::string& frames);
   void countEvent(const ChildEvent& event, bool replace);
   std::string finalFrames();

@@ -67,16 +67,6 @@ const EnvVar kEnvVars[] = {
      &Config::max_prompt_tokens},
     {{"STREAM_RELEASE_FILE", EnvType::String, "", "test: file written by /__test/conc/release"},
      &Config::stream_release_file},
-    {{"PROXY_STOP_AFTER_TOOLS", EnvType::Bool, "false", "cut chat streams after tool blocks"},
-     &Config::stop_after_tools},
-    {{"PROXY_STOP_AFTER_TOOLS_MODE", EnvType::String, "burst", "`first` or `burst`"},
-     &Config::stop_after_tools_mode},
-    {{"PROXY_STOP_AFTER_TOOLS_GRACE_MS", EnvType::Number, "300", "burst grace period"},
-     &Config::stop_after_tools_grace_ms},
-    {{"PROXY_TOOL_BLOCK_MAX", EnvType::Number, "0", "cut after this many tool blocks; 0 off"},
-     &Config::tool_block_max},
-    {{"PROXY_SUPPRESS_TAIL_AFTER_TOOLS", EnvType::Bool, "false", "withhold text after tools"},
-     &Config::suppress_tail_after_tools},
     {{"PROXY_RUNTIME_DIR", EnvType::String, "<tmp>/codex-gateway-<uid>", "socket and slot table"},
      &Config::runtime_dir},
     {{"PROXY_FCGI_SOCKET", EnvType::String, "<runtime>/fcgi.sock", "FastCGI unix socket"},
@@ -94,6 +84,16 @@ std::string lower(std::string_view text) {
   std::transform(out.begin(), out.end(), out.begin(),
                  [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
   return out;
+}
+
+std::string trim(std::string_view text) {
+  constexpr std::string_view kBlank = " \t\r\n\f\v";
+  size_t first = text.find_first_not_of(kBlank);
+
+  if (first == std::string_view::npos) {
+    return "";
+  }
+  return std::string(text.substr(first, text.find_last_not_of(kBlank) - first + 1));
 }
 
 std::string defaultFor(const EnvVarInfo& info, const Config& config) {
@@ -148,7 +148,9 @@ std::optional<std::string> assign(const EnvVar& var, std::string_view text, Conf
 
 }  // namespace
 
-bool Config::devEnvironment() const { return lower(env) == "dev"; }
+bool Config::devEnvironment() const {
+  return lower(env) == "dev";
+}
 
 std::span<const EnvVarInfo> envVarTable() {
   static const auto table = [] {
@@ -201,7 +203,7 @@ std::optional<std::string> loadConfig(const EnvLookup& lookup, Config& config) {
   }
 
   config.sandbox_mode = lower(config.sandbox_mode);
-  config.stop_after_tools_mode = lower(config.stop_after_tools_mode);
+  config.force_provider = trim(config.force_provider);
   if (config.workers < 1) {
     return "PROXY_WORKERS: must be at least 1";
   }

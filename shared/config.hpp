@@ -39,13 +39,6 @@ struct Config {
   int64_t max_prompt_tokens = 0;
   std::string stream_release_file;
 
-  // Tool-block shaping.
-  bool stop_after_tools = false;
-  std::string stop_after_tools_mode;
-  int64_t stop_after_tools_grace_ms = 0;
-  int64_t tool_block_max = 0;
-  bool suppress_tail_after_tools = false;
-
   // The worker pool.
   std::string runtime_dir;
   std::string fcgi_socket;

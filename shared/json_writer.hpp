@@ -11,7 +11,7 @@
 namespace codex {
 
 class JsonWriter {
-public:
+ public:
   JsonWriter& beginObject();
   JsonWriter& endObject();
   JsonWriter& beginArray();
@@ -27,7 +27,8 @@ public:
   // Inserts already-serialized JSON (e.g. a minified sub-document) as one value.
   JsonWriter& raw(std::string_view json);
 
-  template <typename T> JsonWriter& field(std::string_view name, const T& v) {
+  template <typename T>
+  JsonWriter& field(std::string_view name, const T& v) {
     key(name);
     return value(v);
   }
@@ -35,7 +36,7 @@ public:
   const std::string& str() const { return out_; }
   std::string take() { return std::move(out_); }
 
-private:
+ private:
   void separate();
 
   std::string out_;

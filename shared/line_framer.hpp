@@ -12,27 +12,30 @@
 namespace codex {
 
 class LineFramer {
-public:
+ public:
   // A line longer than this is dropped rather than buffered without bound.
   static constexpr size_t kMaxLine = 16 * 1024 * 1024;
 
   // Calls on_line(std::string_view) for every complete, trimmed, non-blank line.
-  template <typename OnLine> void feed(std::string_view bytes, OnLine&& on_line) {
+  template <typename OnLine>
+  void feed(std::string_view bytes, OnLine&& on_line) {
     size_t newline;
 
     while ((newline = bytes.find('\n')) != std::string_view::npos) {
-      std::string_view line;
-      if (buffer_.empty()) {
-        line = bytes.substr(0, newline);
-      } else {
-        buffer_.append(bytes.substr(0, newline));
+      std::string_view head = bytes.substr(0, newline);
+      bytes.remove_prefix(newline + 1);
+      if (discarding_ || buffer_.size() + head.size() > kMaxLine) {
+        dropped_ += discarding_ ? 0 : 1;
+        discarding_ = false;
+        buffer_.clear();
+        continue;
+      }
+      std::string_view line = head;
+      if (!buffer_.empty()) {
+        buffer_.append(head);
         line = buffer_;
       }
-      bytes.remove_prefix(newline + 1);
-      if (!discarding_) {
-        emit(line, on_line);
-      }
-      discarding_ = false;
+      emit(line, on_line);
       buffer_.clear();
     }
     keep(bytes);
@@ -42,8 +45,9 @@ public:
   std::string_view pending() const { return buffer_; }
   size_t droppedLines() const { return dropped_; }
 
-private:
-  template <typename OnLine> static void emit(std::string_view line, OnLine& on_line) {
+ private:
+  template <typename OnLine>
+  static void emit(std::string_view line, OnLine& on_line) {
     line = trim(line);
     if (!line.empty()) {
       on_line(line);

@@ -14,10 +14,11 @@ void initLogging(std::string_view role, std::string_view path = {});
 
 // Builds one log line: LogLine("stream ended").with("req_id", id).with("status", 200).info();
 class LogLine {
-public:
+ public:
   explicit LogLine(std::string_view message);
 
-  template <typename T> LogLine& with(std::string_view key, const T& value) {
+  template <typename T>
+  LogLine& with(std::string_view key, const T& value) {
     writer_.field(key, value);
     return *this;
   }
@@ -27,7 +28,7 @@ public:
   void warn() { emit(spdlog::level::warn); }
   void error() { emit(spdlog::level::err); }
 
-private:
+ private:
   void emit(spdlog::level::level_enum level);
 
   JsonWriter writer_;

@@ -76,7 +76,7 @@ ModelChoice resolveModel(std::optional<std::string_view> model,
   ModelChoice choice;
   choice.effective = config.codex_model;
 
-  if (!model || model->empty()) {
+  if (!model || trim(*model).empty()) {
     choice.requested = config.codex_model;
     choice.accepted = true;
   } else {

@@ -16,8 +16,7 @@ ApiError unauthorized() {
 }
 
 ApiError messagesRequired() {
-  return {400, "invalid_request_error", "invalid_request_error", "messages[] required",
-          "messages"};
+  return {400, "invalid_request_error", "invalid_request_error", "messages[] required", "messages"};
 }
 
 ApiError promptRequired() {
@@ -50,13 +49,13 @@ ApiError invalidField(std::string_view param, std::string_view message) {
 }
 
 ApiError bodyTooLarge() {
-  return {413, "invalid_request_error", "request_entity_too_large",
-          "request body exceeds 16 MiB", std::nullopt};
+  return {413, "invalid_request_error", "request_entity_too_large", "request body exceeds 16 MiB",
+          std::nullopt};
 }
 
 ApiError notFound(std::string_view method, std::string_view path) {
-  return {404, "invalid_request_error", "not_found", fmt::format("no route for {} {}", method, path),
-          std::nullopt};
+  return {404, "invalid_request_error", "not_found",
+          fmt::format("no route for {} {}", method, path), std::nullopt};
 }
 
 ApiError streamsExhausted() {
@@ -99,20 +98,47 @@ std::string statusLine(int status) {
   std::string_view reason;
 
   switch (status) {
-    case 200: reason = "OK"; break;
-    case 204: reason = "No Content"; break;
-    case 400: reason = "Bad Request"; break;
-    case 401: reason = "Unauthorized"; break;
-    case 403: reason = "Forbidden"; break;
-    case 404: reason = "Not Found"; break;
-    case 405: reason = "Method Not Allowed"; break;
-    case 413: reason = "Payload Too Large"; break;
-    case 429: reason = "Too Many Requests"; break;
-    case 500: reason = "Internal Server Error"; break;
-    case 502: reason = "Bad Gateway"; break;
-    case 503: reason = "Service Unavailable"; break;
-    case 504: reason = "Gateway Timeout"; break;
-    default: reason = "Unknown";
+    case 200:
+      reason = "OK";
+      break;
+    case 204:
+      reason = "No Content";
+      break;
+    case 400:
+      reason = "Bad Request";
+      break;
+    case 401:
+      reason = "Unauthorized";
+      break;
+    case 403:
+      reason = "Forbidden";
+      break;
+    case 404:
+      reason = "Not Found";
+      break;
+    case 405:
+      reason = "Method Not Allowed";
+      break;
+    case 413:
+      reason = "Payload Too Large";
+      break;
+    case 429:
+      reason = "Too Many Requests";
+      break;
+    case 500:
+      reason = "Internal Server Error";
+      break;
+    case 502:
+      reason = "Bad Gateway";
+      break;
+    case 503:
+      reason = "Service Unavailable";
+      break;
+    case 504:
+      reason = "Gateway Timeout";
+      break;
+    default:
+      reason = "Unknown";
   }
   return fmt::format("{} {}", status, reason);
 }

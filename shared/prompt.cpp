@@ -32,7 +32,9 @@ int64_t utf16Length(std::string_view utf8) {
   return units;
 }
 
-int64_t estimateTokens(std::string_view text) { return (utf16Length(text) + 3) / 4; }
+int64_t estimateTokens(std::string_view text) {
+  return (utf16Length(text) + 3) / 4;
+}
 
 int64_t estimatePromptTokens(const std::vector<ChatMessage>& messages) {
   int64_t chars = 0;

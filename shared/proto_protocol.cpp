@@ -74,14 +74,14 @@ std::string_view textOr(std::optional<std::string_view> first,
 }
 
 class ProtoProtocol : public ChildProtocol {
-public:
+ public:
   explicit ProtoProtocol(const Config& config) : config_(config) {}
 
   std::vector<std::string> arguments(const ChildRequest& request) const override;
   std::string openingInput(const ChildRequest& request) const override;
   std::optional<ChildEvent> parseLine(std::string_view line, std::string& reply) override;
 
-private:
+ private:
   ChildEvent decode(element root) const;
 
   const Config& config_;

@@ -43,8 +43,12 @@ int ofdLock(int fd, short type, off_t offset, int command) {
   return fcntl(fd, command, &lock);
 }
 
-uint32_t ownerOf(uint64_t tag) { return static_cast<uint32_t>(tag >> 32) - 1; }
-uint32_t generationOf(uint64_t tag) { return static_cast<uint32_t>(tag); }
+uint32_t ownerOf(uint64_t tag) {
+  return static_cast<uint32_t>(tag >> 32) - 1;
+}
+uint32_t generationOf(uint64_t tag) {
+  return static_cast<uint32_t>(tag);
+}
 
 }  // namespace
 
@@ -71,6 +75,21 @@ struct SlotTable::Layout {
   Slot slots[kCapacity];
 };
 
+// Only printable ASCII is kept, so the 40-byte cut never splits a UTF-8 character in dumps.
+void storeRequestId(std::atomic<uint64_t> (&words)[kRequestIdWords], std::string_view request_id) {
+  char text[kRequestIdWords * 8] = {};
+
+  for (size_t i = 0; i < sizeof(text) && i < request_id.size(); ++i) {
+    auto byte = static_cast<unsigned char>(request_id[i]);
+    text[i] = (byte < 0x20 || byte > 0x7e) ? '?' : static_cast<char>(byte);
+  }
+  for (size_t w = 0; w < kRequestIdWords; ++w) {
+    uint64_t word = 0;
+    memcpy(&word, text + w * 8, 8);
+    words[w].store(word, std::memory_order_relaxed);
+  }
+}
+
 static_assert(std::atomic<uint64_t>::is_always_lock_free, "slot tags need lock-free atomics");
 
 std::optional<std::string> SlotTable::open(const std::string& path, SlotTable& table) {
@@ -93,9 +112,10 @@ std::optional<std::string> SlotTable::open(const std::string& path, SlotTable& t
   if (fresh && ftruncate(fd, sizeof(Layout)) != 0) {
     error = fmt::format("cannot size slot table {}: {}", path, strerror(errno));
   } else if (!fresh && static_cast<size_t>(st.st_size) != sizeof(Layout)) {
-    error = fmt::format("slot table {} is {} bytes, this build expects {}: another layout or "
-                        "version uses it; stop every pool using it and remove the file",
-                        path, st.st_size, sizeof(Layout));
+    error = fmt::format(
+        "slot table {} is {} bytes, this build expects {}: another layout or "
+        "version uses it; stop every pool using it and remove the file",
+        path, st.st_size, sizeof(Layout));
   }
   if (!error) {
     void* map = mmap(nullptr, sizeof(Layout), PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
@@ -116,9 +136,10 @@ std::optional<std::string> SlotTable::open(const std::string& path, SlotTable& t
     auto* l = table.layout_;
     if (l->magic != kMagic || l->layout_version != kLayoutVersion || l->capacity != kCapacity ||
         l->max_owners != kMaxOwners || l->slot_bytes != sizeof(Layout::Slot)) {
-      error = fmt::format("slot table {} has layout version {} (this build: {}); stop every "
-                          "pool using it and remove the file",
-                          path, l->layout_version, kLayoutVersion);
+      error = fmt::format(
+          "slot table {} has layout version {} (this build: {}); stop every "
+          "pool using it and remove the file",
+          path, l->layout_version, kLayoutVersion);
     }
   }
   ofdLock(fd, F_UNLCK, kInitLockOffset, F_OFD_SETLK);
@@ -192,12 +213,7 @@ AcquireOutcome SlotTable::acquire(uint32_t limit, std::string_view request_id) {
       }
       slot.child_pgid.store(0);
       slot.acquired_ms.store(nowMs());
-      for (size_t w = 0; w < kRequestIdWords; ++w) {
-        uint64_t word = 0;
-        std::string_view part = request_id.substr(std::min(request_id.size(), w * 8));
-        memcpy(&word, part.data(), std::min<size_t>(8, part.size()));
-        slot.request_id[w].store(word, std::memory_order_relaxed);
-      }
+      storeRequestId(slot.request_id, request_id);
       outcome.open_after = openCount();
       outcome.slot.emplace(this, index, outcome.open_before, outcome.open_after);
       return outcome;
@@ -221,11 +237,11 @@ bool SlotTable::ownerAlive(uint32_t owner, uint32_t generation) const {
   if (owner >= kMaxOwners) {
     return false;
   }
-  if (static_cast<int>(owner) == owner_) {
-    return true;  // our own lock never conflicts with our own probe
-  }
   if (layout_->owners[owner].generation.load() != generation) {
     return false;  // the index has been taken over since this tag was written
+  }
+  if (static_cast<int>(owner) == owner_) {
+    return true;  // our own lock never conflicts with our own probe
   }
   struct flock probe {};
   probe.l_type = F_WRLCK;
@@ -240,8 +256,10 @@ bool SlotTable::ownerAlive(uint32_t owner, uint32_t generation) const {
 
 bool SlotTable::tryReclaim(uint32_t index, uint64_t tag) {
   auto& slot = layout_->slots[index];
-  pid_t pgid = slot.child_pgid.load();
+  int32_t pgid = slot.child_pgid.load();
 
+  // Cleared while the dead tag still guards the slot, so no later holder inherits the group.
+  slot.child_pgid.compare_exchange_strong(pgid, 0);
   if (!slot.tag.compare_exchange_strong(tag, 0)) {
     return false;
   }
@@ -271,7 +289,9 @@ uint32_t SlotTable::reclaimProcess(pid_t pid) {
   for (uint32_t i = 0; i < bound; ++i) {
     uint64_t tag = layout_->slots[i].tag.load();
     uint32_t owner = ownerOf(tag);
-    bool theirs = tag != 0 && owner < kMaxOwners && layout_->owners[owner].pid.load() == pid;
+    // The pid only narrows the search; the lock decides, so a reused pid frees nothing.
+    bool theirs = tag != 0 && owner < kMaxOwners && layout_->owners[owner].pid.load() == pid &&
+                  !ownerAlive(owner, generationOf(tag));
 
     if (theirs && tryReclaim(i, tag)) {
       ++freed;

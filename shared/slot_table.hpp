@@ -23,7 +23,7 @@ class SlotTable;
 
 // One admitted stream. Move-only; releasing twice, or after a move, does nothing.
 class StreamSlot {
-public:
+ public:
   StreamSlot() = default;
   StreamSlot(SlotTable* table, uint32_t index, uint32_t before, uint32_t after)
       : table_(table), index_(index), before_(before), after_(after) {}
@@ -43,7 +43,7 @@ public:
   // Returns the open-stream counts just before and after the release ({0, 0} when not held).
   std::pair<uint32_t, uint32_t> release();
 
-private:
+ private:
   SlotTable* table_ = nullptr;
   uint32_t index_ = 0;
   uint32_t before_ = 0;
@@ -57,7 +57,7 @@ struct AcquireOutcome {
 };
 
 class SlotTable {
-public:
+ public:
   static constexpr uint32_t kCapacity = 16384;
   static constexpr uint32_t kMaxOwners = 1024;
 
@@ -85,7 +85,7 @@ public:
   std::string dumpJson() const;
   const std::string& path() const { return path_; }
 
-private:
+ private:
   friend class StreamSlot;
   struct Layout;
 

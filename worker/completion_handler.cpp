@@ -15,9 +15,14 @@ namespace {
 void logGuard(const Config& config, const HttpRequest& request, std::string_view route,
               std::string_view outcome, uint32_t before, uint32_t after) {
   LogLine(outcome == "rejected" ? "stream rejected: cap reached" : "stream slot acquired")
-      .with("scope", "sse_guard").with("req_id", request.request_id).with("route", route)
-      .with("outcome", outcome).with("before", int64_t{before}).with("after", int64_t{after})
-      .with("limit", config.sse_max_concurrency).info();
+      .with("scope", "sse_guard")
+      .with("req_id", request.request_id)
+      .with("route", route)
+      .with("outcome", outcome)
+      .with("before", int64_t{before})
+      .with("after", int64_t{after})
+      .with("limit", config.sse_max_concurrency)
+      .info();
 }
 
 void addConcurrencyHeaders(FcgiExchange& io, const Config& config, uint32_t before,
@@ -36,8 +41,8 @@ bool wantsKeepalive(const HttpRequest& request) {
   for (auto& c : agent) {
     c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
   }
-  bool fragile = agent.find("obsidian") != std::string::npos ||
-                 agent.find("electron") != std::string::npos;
+  bool fragile =
+      agent.find("obsidian") != std::string::npos || agent.find("electron") != std::string::npos;
   std::string_view header = request.no_keepalive;
   while (!header.empty() && std::isspace(static_cast<unsigned char>(header.front()))) {
     header.remove_prefix(1);
@@ -140,9 +145,14 @@ HandlerResult handleCompletion(WorkerContext& context, uv_loop_t* loop, FcgiExch
     addStreamHeaders(io);
   }
 
-  LogLine("completion").with("req_id", request.request_id).with("route", route_name)
-      .with("requested_model", model.requested).with("effective_model", model.effective)
-      .with("stream", body.stream).with("prompt_tokens_est", prompt_estimate).info();
+  LogLine("completion")
+      .with("req_id", request.request_id)
+      .with("route", route_name)
+      .with("requested_model", model.requested)
+      .with("effective_model", model.effective)
+      .with("stream", body.stream)
+      .with("prompt_tokens_est", prompt_estimate)
+      .info();
   CompletionRun run(loop, context, io, *protocol, std::move(child), state, std::move(slot),
                     {request.request_id, std::string(route_name), wantsKeepalive(request)});
   RunOutcome outcome = run.run();

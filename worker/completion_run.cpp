@@ -22,7 +22,8 @@
 namespace codex {
 namespace {
 
-template <typename T> CompletionRun* owner(T* handle) {
+template <typename T>
+CompletionRun* owner(T* handle) {
   return static_cast<CompletionRun*>(handle->data);
 }
 
@@ -71,11 +72,16 @@ std::vector<char*> pointers(std::vector<std::string>& strings) {
 }  // namespace
 
 CompletionRun::CompletionRun(uv_loop_t* loop, WorkerContext& context, FcgiExchange& io,
-                             ChildProtocol& protocol, ChildRequest request,
-                             CompletionState& state, std::optional<StreamSlot> slot,
-                             RunSettings settings)
-    : loop_(loop), context_(context), config_(context.config), io_(io), protocol_(protocol),
-      request_(std::move(request)), state_(state), slot_(std::move(slot)),
+                             ChildProtocol& protocol, ChildRequest request, CompletionState& state,
+                             std::optional<StreamSlot> slot, RunSettings settings)
+    : loop_(loop),
+      context_(context),
+      config_(context.config),
+      io_(io),
+      protocol_(protocol),
+      request_(std::move(request)),
+      state_(state),
+      slot_(std::move(slot)),
       settings_(std::move(settings)) {}
 
 RunOutcome CompletionRun::run() {
@@ -90,8 +96,10 @@ RunOutcome CompletionRun::run() {
   spawned_ = spawnChild(spawn_error);
   if (!spawned_) {
     outcome_.end_reason = "spawn_failed";
-    LogLine("child could not be started").with("req_id", settings_.request_id)
-        .with("error", spawn_error).warn();
+    LogLine("child could not be started")
+        .with("req_id", settings_.request_id)
+        .with("error", spawn_error)
+        .warn();
     if (stream && io_.sendHead(200)) {
       sendFrames(state_.closingFrames(EndCause::SpawnFailed, spawn_error));
     } else if (!stream) {
@@ -127,8 +135,11 @@ bool CompletionRun::spawnChild(std::string& error) {
   std::error_code ec;
   std::filesystem::create_directories(config_.codex_workdir, ec);
   if (ec) {
-    LogLine("cannot create child working directory").with("req_id", settings_.request_id)
-        .with("path", config_.codex_workdir).with("error", ec.message()).warn();
+    LogLine("cannot create child working directory")
+        .with("req_id", settings_.request_id)
+        .with("path", config_.codex_workdir)
+        .with("error", ec.message())
+        .warn();
   }
 
   auto argv = pointers(args);
@@ -212,12 +223,14 @@ void CompletionRun::startWatching() {
     self->terminateChild(SIGKILL);
   });
   // Repeating, so uv_timer_again() can push it back on every read.
-  startTimer(idle_timer_, stream ? config_.stream_idle_timeout_ms : config_.proto_idle_ms,
-             [](uv_timer_t* t) { owner(t)->onIdle(); }, true);
+  startTimer(
+      idle_timer_, stream ? config_.stream_idle_timeout_ms : config_.proto_idle_ms,
+      [](uv_timer_t* t) { owner(t)->onIdle(); }, true);
   if (stream && settings_.keepalive && config_.keepalive_ms > 0) {
-    startTimer(keepalive_timer_, config_.keepalive_ms, [](uv_timer_t* t) {
-      owner(t)->sendFrames(fmt::format(": keepalive {}\n\n", epochMs()));
-    }, true);
+    startTimer(
+        keepalive_timer_, config_.keepalive_ms,
+        [](uv_timer_t* t) { owner(t)->sendFrames(fmt::format(": keepalive {}\n\n", epochMs())); },
+        true);
   }
   if (!stream && state_.spec().route == Route::Chat) {
     startTimer(truncate_timer_, config_.dev_truncate_after_ms,
@@ -271,7 +284,9 @@ void CompletionRun::onLine(std::string_view line) {
   }
   if (!event) {
     if (config_.debug_proto) {
-      LogLine("unparsable child line").with("req_id", settings_.request_id).with("line", line)
+      LogLine("unparsable child line")
+          .with("req_id", settings_.request_id)
+          .with("line", line)
           .debug();
     }
     return;
@@ -287,8 +302,10 @@ void CompletionRun::onLine(std::string_view line) {
     return;
   }
   if (state_.error()) {
-    LogLine("child reported an error").with("req_id", settings_.request_id)
-        .with("error", state_.error()->message).warn();
+    LogLine("child reported an error")
+        .with("req_id", settings_.request_id)
+        .with("error", state_.error()->message)
+        .warn();
     if (!state_.spec().stream) {
       sendError(io_, *state_.error());
     }
@@ -369,8 +386,8 @@ void CompletionRun::clientGone() {
     terminateChild(SIGTERM);
   } else if (request_left > 0 && !child_exited_) {
     // The child may finish on its own, but never outlives the request deadline.
-    uv_timer_start(&request_timer_, [](uv_timer_t* t) { owner(t)->terminateChild(SIGKILL); },
-                   request_left, 0);
+    uv_timer_start(
+        &request_timer_, [](uv_timer_t* t) { owner(t)->terminateChild(SIGKILL); }, request_left, 0);
   }
 }
 
@@ -380,10 +397,15 @@ void CompletionRun::releaseSlot() {
   }
   auto [before, after] = slot_->release();
 
-  LogLine("stream slot released").with("scope", "sse_guard").with("req_id", settings_.request_id)
-      .with("route", settings_.route).with("outcome", "released")
-      .with("before", int64_t{before}).with("after", int64_t{after})
-      .with("limit", config_.sse_max_concurrency).info();
+  LogLine("stream slot released")
+      .with("scope", "sse_guard")
+      .with("req_id", settings_.request_id)
+      .with("route", settings_.route)
+      .with("outcome", "released")
+      .with("before", int64_t{before})
+      .with("after", int64_t{after})
+      .with("limit", config_.sse_max_concurrency)
+      .info();
 }
 
 void CompletionRun::terminateChild(int signal) {
@@ -392,8 +414,9 @@ void CompletionRun::terminateChild(int signal) {
   }
   kill(-process_.pid, signal);
   if (signal != SIGKILL && !uv_is_active(reinterpret_cast<uv_handle_t*>(&kill_timer_))) {
-    uv_timer_start(&kill_timer_, [](uv_timer_t* t) { owner(t)->terminateChild(SIGKILL); },
-                   static_cast<uint64_t>(std::max<int64_t>(config_.kill_grace_ms, 1)), 0);
+    uv_timer_start(
+        &kill_timer_, [](uv_timer_t* t) { owner(t)->terminateChild(SIGKILL); },
+        static_cast<uint64_t>(std::max<int64_t>(config_.kill_grace_ms, 1)), 0);
   }
 }
 
@@ -415,15 +438,16 @@ void CompletionRun::maybeFinish() {
 }
 
 void CompletionRun::closeAll() {
-  for (uv_handle_t* handle : {reinterpret_cast<uv_handle_t*>(&process_),
-                              reinterpret_cast<uv_handle_t*>(&stdout_.handle),
-                              reinterpret_cast<uv_handle_t*>(&stderr_.handle),
-                              reinterpret_cast<uv_handle_t*>(&connection_),reinterpret_cast<uv_handle_t*>(&request_timer_),
-                              reinterpret_cast<uv_handle_t*>(&idle_timer_),
-                              reinterpret_cast<uv_handle_t*>(&keepalive_timer_),
-                              reinterpret_cast<uv_handle_t*>(&kill_timer_),
-                              reinterpret_cast<uv_handle_t*>(&truncate_timer_),
-                              reinterpret_cast<uv_handle_t*>(&stdin_.handle)}) {
+  for (uv_handle_t* handle :
+       {reinterpret_cast<uv_handle_t*>(&process_), reinterpret_cast<uv_handle_t*>(&stdout_.handle),
+        reinterpret_cast<uv_handle_t*>(&stderr_.handle),
+        reinterpret_cast<uv_handle_t*>(&connection_),
+        reinterpret_cast<uv_handle_t*>(&request_timer_),
+        reinterpret_cast<uv_handle_t*>(&idle_timer_),
+        reinterpret_cast<uv_handle_t*>(&keepalive_timer_),
+        reinterpret_cast<uv_handle_t*>(&kill_timer_),
+        reinterpret_cast<uv_handle_t*>(&truncate_timer_),
+        reinterpret_cast<uv_handle_t*>(&stdin_.handle)}) {
     closeHandle(handle);
   }
 }

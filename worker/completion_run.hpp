@@ -31,17 +31,17 @@ struct RunSettings {
 };
 
 class CompletionRun {
-public:
-  CompletionRun(uv_loop_t* loop, WorkerContext& context, FcgiExchange& io,
-                ChildProtocol& protocol, ChildRequest request, CompletionState& state,
-                std::optional<StreamSlot> slot, RunSettings settings);
+ public:
+  CompletionRun(uv_loop_t* loop, WorkerContext& context, FcgiExchange& io, ChildProtocol& protocol,
+                ChildRequest request, CompletionState& state, std::optional<StreamSlot> slot,
+                RunSettings settings);
   CompletionRun(const CompletionRun&) = delete;
   CompletionRun& operator=(const CompletionRun&) = delete;
 
   // Returns when the response has ended and the child is gone.
   RunOutcome run();
 
-private:
+ private:
   struct Pipe {
     uv_pipe_t handle;
     std::array<char, 65536> buffer;

@@ -16,7 +16,7 @@ namespace codex {
 enum class BodyRead { Ok, TooLarge, Failed };
 
 class FcgiExchange {
-public:
+ public:
   explicit FcgiExchange(FCGX_Request& request) : request_(request) {}
   FcgiExchange(const FcgiExchange&) = delete;
   FcgiExchange& operator=(const FcgiExchange&) = delete;
@@ -42,7 +42,7 @@ public:
   size_t bodyBytes() const { return body_bytes_; }
   int status() const { return status_; }
 
-private:
+ private:
   bool checkWrite();
 
   FCGX_Request& request_;

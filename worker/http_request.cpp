@@ -54,7 +54,8 @@ bool HttpRequest::hasJsonBody() const {
   std::transform(type.begin(), type.end(), type.begin(),
                  [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
   type = std::string(trimmed(type));
-  return type == "application/json" || (type.starts_with("application/") && type.ends_with("+json"));
+  return type == "application/json" ||
+         (type.starts_with("application/") && type.ends_with("+json"));
 }
 
 bool HttpRequest::queryHas(std::string_view name, std::string_view value) const {

@@ -6,6 +6,7 @@
 //   codex-worker --print-env            print every environment variable as a Markdown table
 //
 // Everything else is configured through the environment; see docs/operations.md.
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include <cstdio>
@@ -36,7 +37,9 @@ int printEnv() {
     const char* type = row.type == codex::EnvType::Bool     ? "boolean"
                        : row.type == codex::EnvType::Number ? "integer"
                                                             : "string";
-    printf("| `%s` | `%s` | %s | %s |\n", row.name, row.default_text, type, row.meaning);
+    bool empty = *row.default_text == '\0';
+    printf("| `%s` | %s%s%s | %s | %s |\n", row.name, empty ? "" : "`",
+           empty ? "(empty)" : row.default_text, empty ? "" : "`", type, row.meaning);
   }
   return 0;
 }
@@ -50,6 +53,16 @@ int dumpSlots(const std::string& path) {
   }
   printf("%s\n", table.dumpJson().c_str());
   return 0;
+}
+
+// Every open stream costs a few descriptors (connection, three pipes, the thread's loop).
+void raiseFileLimit() {
+  rlimit limit{};
+
+  if (getrlimit(RLIMIT_NOFILE, &limit) == 0 && limit.rlim_cur < limit.rlim_max) {
+    limit.rlim_cur = limit.rlim_max;
+    setrlimit(RLIMIT_NOFILE, &limit);
+  }
 }
 
 std::string execShimPath() {
@@ -94,6 +107,7 @@ int main(int argc, char** argv) {
             options.exec_shim.c_str());
     return 2;
   }
+  raiseFileLimit();
   codex::initLogging("gateway", options.log_file);
   return codex::runSupervisor(config, options);
 }

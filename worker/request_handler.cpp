@@ -109,7 +109,9 @@ void serveRelease(FcgiExchange& io, const Config& config) {
   sendJson(io, 200, w.str());
 }
 
-bool isTestRoute(std::string_view path) { return path.starts_with("/__test/"); }
+bool isTestRoute(std::string_view path) {
+  return path.starts_with("/__test/");
+}
 
 HandlerResult route(WorkerContext& context, uv_loop_t* loop, FcgiExchange& io,
                     const HttpRequest& request) {
@@ -152,13 +154,20 @@ void logSummary(const HttpRequest& request, const FcgiExchange& io, const Handle
   auto elapsed = std::chrono::steady_clock::now() - request.started;
   auto ms = std::chrono::duration_cast<std::chrono::microseconds>(elapsed).count() / 1000.0;
 
-  LogLine("request").with("kind", "access").with("req_id", request.request_id)
-      .with("method", request.method).with("path", request.path)
-      .with("status", int64_t{io.status()}).with("end_reason", result.end_reason)
-      .with("bytes", uint64_t{io.bodyBytes()}).with("dur_ms", static_cast<int64_t>(ms))
-      .with("child_exit", result.child_exit).with("child_signal", int64_t{result.child_signal})
+  LogLine("request")
+      .with("kind", "access")
+      .with("req_id", request.request_id)
+      .with("method", request.method)
+      .with("path", request.path)
+      .with("status", int64_t{io.status()})
+      .with("end_reason", result.end_reason)
+      .with("bytes", uint64_t{io.bodyBytes()})
+      .with("dur_ms", static_cast<int64_t>(ms))
+      .with("child_exit", result.child_exit)
+      .with("child_signal", int64_t{result.child_signal})
       .with("auth", request.authorization.empty() ? "none" : "present")
-      .with("ua", request.user_agent).info();
+      .with("ua", request.user_agent)
+      .info();
 }
 
 }  // namespace

@@ -56,13 +56,13 @@ std::optional<std::string> listenOn(const std::string& path, int& fd_out) {
 }
 
 class Supervisor {
-public:
+ public:
   Supervisor(const Config& config, const PoolOptions& options)
       : config_(config), options_(options) {}
 
   int run();
 
-private:
+ private:
   void spawnWorker();
   void reapWorkers();
   void respawnDue();
@@ -89,8 +89,10 @@ int Supervisor::run() {
   }
   // Slots left by a pool that died without cleaning up.
   uint32_t stale = slots_.reclaimDead();
-  LogLine("slot table attached").with("path", config_.slot_table)
-      .with("stale_slots_freed", int64_t{stale}).info();
+  LogLine("slot table attached")
+      .with("path", config_.slot_table)
+      .with("stale_slots_freed", int64_t{stale})
+      .info();
 
   sigset_t signals;
   sigemptyset(&signals);
@@ -101,9 +103,12 @@ int Supervisor::run() {
   for (int64_t i = 0; i < config_.workers; ++i) {
     spawnWorker();
   }
-  LogLine("pool ready").with("socket", config_.fcgi_socket).with("workers", config_.workers)
+  LogLine("pool ready")
+      .with("socket", config_.fcgi_socket)
+      .with("workers", config_.workers)
       .with("threads_per_worker", threadsPerWorker(config_))
-      .with("stream_limit", config_.sse_max_concurrency).info();
+      .with("stream_limit", config_.sse_max_concurrency)
+      .info();
 
   for (;;) {
     timespec tick = {0, 100 * 1000 * 1000};
@@ -147,10 +152,12 @@ void Supervisor::reapWorkers() {
     workers_.erase(found);
     // Freed at once rather than on the next acquire that finds the table full.
     uint32_t freed = slots_.reclaimProcess(pid);
-    LogLine("worker exited").with("worker_pid", int64_t{pid})
+    LogLine("worker exited")
+        .with("worker_pid", int64_t{pid})
         .with("exit_code", int64_t{WIFEXITED(status) ? WEXITSTATUS(status) : -1})
         .with("signal", int64_t{WIFSIGNALED(status) ? WTERMSIG(status) : 0})
-        .with("slots_freed", int64_t{freed}).warn();
+        .with("slots_freed", int64_t{freed})
+        .warn();
     // A worker that dies young is not restarted in a tight loop.
     // TODO(#6): exponential back-off and a crash-loop metric.
     auto delay = lived < std::chrono::seconds(1) ? std::chrono::seconds(1) : Clock::duration(0);
@@ -172,8 +179,10 @@ void Supervisor::respawnDue() {
 }
 
 int Supervisor::stop(int signal) {
-  LogLine("pool stopping").with("signal", int64_t{signal})
-      .with("workers", uint64_t{workers_.size()}).info();
+  LogLine("pool stopping")
+      .with("signal", int64_t{signal})
+      .with("workers", uint64_t{workers_.size()})
+      .info();
   for (auto& [pid, started] : workers_) {
     kill(pid, SIGTERM);
   }

@@ -32,8 +32,8 @@ size_t ChildGroups::size() {
 std::vector<std::string> childEnvironment(const Config& config, char** environ_in) {
   // Secrets of the gateway itself; a provider key reaches the child only through the
   // documented provider setting, never by inheritance.
-  constexpr std::string_view kSecrets[] = {"PROXY_API_KEY=", "CODEX_PROVIDER_API_KEY=",
-                                           "CODEX_HOME="};
+  constexpr std::string_view kSecrets[] = {
+      "PROXY_API_KEY=", "CODEX_PROVIDER_API_KEY=", "CODEX_HOME="};
   std::vector<std::string> env;
 
   for (char** entry = environ_in; *entry != nullptr; ++entry) {

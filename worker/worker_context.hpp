@@ -16,13 +16,13 @@ namespace codex {
 
 // Live child process groups, so a stopping worker can kill them all.
 class ChildGroups {
-public:
+ public:
   void add(pid_t pgid);
   void remove(pid_t pgid);
   void signalAll(int signal);
   size_t size();
 
-private:
+ private:
   std::mutex mutex_;
   std::unordered_set<pid_t> groups_;
 };

@@ -90,8 +90,10 @@ void onStopSignal(uv_signal_t* handle, int signal) {
   auto* context = static_cast<WorkerContext*>(handle->data);
 
   // TODO(#6): drain open streams up to PROXY_SHUTDOWN_GRACE_MS instead of cutting them.
-  LogLine("worker stopping").with("signal", int64_t{signal})
-      .with("children", uint64_t{context->children.size()}).info();
+  LogLine("worker stopping")
+      .with("signal", int64_t{signal})
+      .with("children", uint64_t{context->children.size()})
+      .info();
   context->children.signalAll(SIGKILL);
   _exit(0);
 }
@@ -128,8 +130,10 @@ void runWorker(const Config& config, const PoolOptions& options, int listen_fd) 
   FCGX_Init();
   std::vector<std::unique_ptr<RequestThread>> threads;
   startThreads(context, listen_fd, threadsPerWorker(config), threads);
-  LogLine("worker ready").with("threads", uint64_t{threads.size()})
-      .with("slot_owner", int64_t{slots.ownerIndex()}).info();
+  LogLine("worker ready")
+      .with("threads", uint64_t{threads.size()})
+      .with("slot_owner", int64_t{slots.ownerIndex()})
+      .info();
 
   uv_loop_t* loop = uv_default_loop();
   uv_signal_t term, intr;
