@@ -273,6 +273,22 @@ std::string jsonStringArray(const std::vector<std::string>& items) {
   return out;
 }
 
+// Descriptors open in this process, so tests can prove nothing leaked in from the worker.
+std::vector<std::string> openDescriptors() {
+  std::vector<std::string> fds;
+  std::error_code error;
+
+  for (const auto& entry : std::filesystem::directory_iterator("/proc/self/fd", error)) {
+    fds.push_back(entry.path().filename().string());
+  }
+  return fds;
+}
+
+std::string envOr(const char* name) {
+  const char* value = std::getenv(name);
+  return value != nullptr ? value : "";
+}
+
 std::string describeInvocation(const Invocation& invocation) {
   std::error_code error;
   const std::string cwd = std::filesystem::current_path(error).string();
@@ -283,6 +299,8 @@ std::string describeInvocation(const Invocation& invocation) {
          ",\"codex_home\":" + (codex_home == nullptr ? "null" : jsonString(codex_home)) +
          ",\"proxy_api_key_present\":" +
          (std::getenv("PROXY_API_KEY") != nullptr ? "true" : "false") +
+         ",\"request_id\":" + jsonString(envOr("CODEX_GATEWAY_REQUEST_ID")) +
+         ",\"fds\":" + jsonStringArray(openDescriptors()) +
          ",\"submission\":" + jsonString(invocation.submission) + "}\n";
 }
 

@@ -189,9 +189,15 @@ bool CompletionRun::spawnChild(std::string& error) {
 
 void CompletionRun::startWatching() {
   auto alloc = [](uv_handle_t* handle, size_t, uv_buf_t* buf) {
-    auto* pipe = reinterpret_cast<Pipe*>(handle);  // handle is Pipe's first member
-    *buf = uv_buf_init(pipe->buffer.data(), pipe->buffer.size());
+    auto* pipe = reinterpret_cast<Pipe*>(handle);
+    *buf = uv_buf_init(pipe->buffer.get(), pipe->size);
   };
+  // Small on purpose: an open stream's memory is mostly these buffers, and a larger read only
+  // batches frames a client wants one by one anyway.
+  stdout_.size = 16384;
+  stdout_.buffer = std::make_unique<char[]>(stdout_.size);
+  stderr_.size = 2048;
+  stderr_.buffer = std::make_unique<char[]>(stderr_.size);
   uv_read_start(reinterpret_cast<uv_stream_t*>(&stdout_.handle), alloc,
                 [](uv_stream_t* s, ssize_t n, const uv_buf_t* buf) { owner(s)->onStdout(n, buf); });
   uv_read_start(reinterpret_cast<uv_stream_t*>(&stderr_.handle), alloc,
@@ -263,7 +269,7 @@ void CompletionRun::onStderr(ssize_t nread) {
     if (!state_.spec().stream && !idle_fired_) {
       uv_timer_again(&idle_timer_);  // the non-stream idle timer counts any output
     }
-    std::string_view text(stderr_.buffer.data(), static_cast<size_t>(nread));
+    std::string_view text(stderr_.buffer.get(), static_cast<size_t>(nread));
     stderr_tail_.append(text.substr(text.size() > 1024 ? text.size() - 1024 : 0));
     if (stderr_tail_.size() > 2048) {
       stderr_tail_.erase(0, stderr_tail_.size() - 1024);

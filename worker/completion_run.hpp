@@ -4,7 +4,7 @@
 
 #include <uv.h>
 
-#include <array>
+#include <memory>
 #include <optional>
 #include <string>
 
@@ -42,9 +42,11 @@ class CompletionRun {
   RunOutcome run();
 
  private:
+  // The handle comes first so libuv callbacks can find the Pipe from the handle.
   struct Pipe {
     uv_pipe_t handle;
-    std::array<char, 65536> buffer;
+    std::unique_ptr<char[]> buffer;  // read buffer; none for stdin
+    size_t size = 0;
   };
 
   bool spawnChild(std::string& error);

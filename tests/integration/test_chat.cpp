@@ -160,7 +160,7 @@ TEST_CASE("preflight is answered with 204 and CORS headers") {
   CHECK(r.header("access-control-allow-credentials") == "true");
 }
 
-TEST_CASE("the child gets the prompt on stdin, the spec's argv, and no proxy secrets") {
+TEST_CASE("the child gets the prompt on stdin, the request id, and no secrets or stray fds") {
   Gateway gw({2, {{"FAKE_CODEX_MODE", "dump"}}});
   std::string body = R"({"model":"codex-5-high","messages":[{"role":"system","content":"sys"},)"
                      R"({"role":"user","content":"hi"}]})";
@@ -174,6 +174,13 @@ TEST_CASE("the child gets the prompt on stdin, the spec's argv, and no proxy sec
   CHECK(dump.str("/codex_home") == gw.file("codex-home"));
   CHECK(dump.boolean("/proxy_api_key_present") == false);
   CHECK(dump.str("/argv/1") == "proto");
+  CHECK(dump.str("/request_id") == r.header("x-request-id"));
+  // stdin, stdout, stderr and the descriptor fake-codex itself uses to list /proc/self/fd.
+  CHECK(dump.size("/fds") <= 4);
+  for (size_t i = 0; i < dump.size("/fds"); ++i) {
+    std::string pointer = "/fds/" + std::to_string(i);
+    CHECK(std::atoi(dump.str(pointer.c_str()).c_str()) <= 3);
+  }
   Json submission(dump.str("/submission"));
   CHECK(submission.str("/id") == r.header("x-request-id"));
   CHECK(submission.str("/op/type") == "user_input");

@@ -30,9 +30,19 @@ GatewayOptions capped(int limit, int workers, std::map<std::string, std::string>
   return options;
 }
 
-std::unique_ptr<StreamClient> openStream(const Gateway& gw) {
-  return std::make_unique<StreamClient>(gw.url("/v1/chat/completions"), kStream,
-                                        jsonHeaders(gw.apiKey()));
+std::unique_ptr<StreamClient> openStream(const Gateway& gw,
+                                         const std::string& path = "/v1/chat/completions") {
+  std::string body =
+      path == "/v1/completions" ? R"({"model":"codex-5","stream":true,"prompt":"hold"})" : kStream;
+  return std::make_unique<StreamClient>(gw.url(path), body, jsonHeaders(gw.apiKey()));
+}
+
+size_t countOf(const std::string& text, const std::string& needle) {
+  size_t count = 0;
+  for (size_t pos = 0; (pos = text.find(needle, pos)) != std::string::npos; ++pos) {
+    ++count;
+  }
+  return count;
 }
 
 }  // namespace
@@ -72,6 +82,12 @@ TEST_CASE("second stream over the limit gets 429 on another worker, five times i
     CHECK(sseData(done.body).back() == "[DONE]");
     CHECK(gw.waitForOpenStreams(0));
   }
+  std::string log = gw.workerLog();
+  CHECK(countOf(log, R"("scope":"sse_guard")") == 15);
+  for (const char* outcome : {"acquired", "rejected", "released"}) {
+    CAPTURE(outcome);
+    CHECK(countOf(log, std::string(R"("outcome":")") + outcome + "\"") == 5);
+  }
 }
 
 TEST_CASE("test headers and endpoints are absent when test endpoints are off") {
@@ -110,6 +126,8 @@ TEST_CASE("a burst of 64 streams against a limit of 8 admits exactly 8") {
   CHECK(admitted == 8);
   CHECK(rejected == 56);
   CHECK(gw.openStreams() == 8);
+  // A rejected stream never spawned a child.
+  CHECK(Gateway::childrenOf(gw.workerPids()).size() == 8);
 
   REQUIRE(gw.releaseAll());
   CHECK(gw.openStreams() == 0);
@@ -203,5 +221,22 @@ TEST_CASE("a SIGKILLed worker's slots come back and its children die") {
     REQUIRE(stream->waitForHeaders());
     CHECK(stream->snapshot().status == 200);
   }
+  CHECK(gw.releaseAll());
+}
+
+TEST_CASE("legacy completion streams count against the same cap") {
+  Gateway gw(capped(2, 2));
+
+  auto chat = openStream(gw);
+  auto legacy = openStream(gw, "/v1/completions");
+  REQUIRE(chat->waitForBody("tick-0"));
+  REQUIRE(legacy->waitForBody("tick-0"));
+  CHECK(gw.openStreams() == 2);
+  CHECK(Json(sseData(legacy->snapshot().body).front()).str("/object") == "text_completion.chunk");
+
+  Response over = gw.post("/v1/completions", R"({"stream":true,"prompt":"more"})");
+  CHECK(over.status == 429);
+  CHECK(Json(over.body).str("/error/code") == "concurrency_exceeded");
+  CHECK(gw.post("/v1/chat/completions", kStream).status == 429);
   CHECK(gw.releaseAll());
 }
