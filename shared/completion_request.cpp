@@ -3,6 +3,7 @@
 
 #include <simdjson.h>
 
+#include <cctype>
 #include <cmath>
 
 namespace codex {
@@ -117,6 +118,30 @@ std::optional<ApiError> readCommon(element root, CompletionRequest& request) {
   return std::nullopt;
 }
 
+// A message is an object whose role, when given, is a plain word: the role is written into the
+// child's prompt as "[role]", so anything else could forge prompt structure.
+std::optional<ApiError> checkMessage(element message, size_t index) {
+  std::string where = "messages[" + std::to_string(index) + "]";
+
+  if (!message.is_object()) {
+    return errors::invalidField(where, where + " must be an object");
+  }
+  auto role = field(message, "role");
+  if (!role || role->is_null()) {
+    return std::nullopt;
+  }
+  std::string_view text;
+  if (role->get(text) != simdjson::SUCCESS) {
+    return errors::invalidField(where + ".role", where + ".role must be a string");
+  }
+  for (char c : text) {
+    if (!std::isalnum(static_cast<unsigned char>(c)) && c != '_' && c != '-') {
+      return errors::invalidField(where + ".role", where + ".role is not a valid role");
+    }
+  }
+  return std::nullopt;
+}
+
 // Parses into `root`; a body that is not JSON by content type reads as an empty object.
 std::optional<ApiError> parseRoot(simdjson::dom::parser& parser, std::string_view body,
                                   bool is_json, element& root) {
@@ -145,10 +170,13 @@ ParsedRequest parseChatRequest(std::string_view body, bool is_json) {
   if (!messages || messages->get(list) != simdjson::SUCCESS || list.size() == 0) {
     return errors::messagesRequired();
   }
+  size_t index = 0;
   for (element message : list) {
+    if (auto error = checkMessage(message, index++)) {
+      return *error;
+    }
     auto role = field(message, "role");
-    request.messages.push_back(
-        {role && role->is_string() ? asText(*role) : "", contentText(field(message, "content"))});
+    request.messages.push_back({role ? asText(*role) : "", contentText(field(message, "content"))});
   }
   if (auto error = readCommon(root, request)) {
     return *error;

@@ -133,6 +133,8 @@ std::string CompletionState::closingFrames(EndCause cause, std::string_view deta
         return errorFrame(errors::requestTimeout());
       }
       return errorFrame(errors::spawnFailed(detail));
+    case EndCause::ChildFailed:
+      return errorFrame(errors::backend(detail));
     case EndCause::StreamIdle:
       if (spec_.route == Route::Legacy) {
         return errorFrame(errors::idleTimeout());

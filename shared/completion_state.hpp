@@ -22,7 +22,7 @@ struct CompletionSpec {
 };
 
 // Why a response ended when no event ended it.
-enum class EndCause { ChildExited, StreamIdle, RequestTimeout, SpawnFailed };
+enum class EndCause { ChildExited, ChildFailed, StreamIdle, RequestTimeout, SpawnFailed };
 
 inline constexpr std::string_view kNoOutput = "No output from backend.";
 

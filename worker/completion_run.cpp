@@ -390,10 +390,15 @@ void CompletionRun::clientGone() {
   endResponse("client_gone");
   if (kill) {
     terminateChild(SIGTERM);
-  } else if (request_left > 0 && !child_exited_) {
-    // The child may finish on its own, but never outlives the request deadline.
-    uv_timer_start(
-        &request_timer_, [](uv_timer_t* t) { owner(t)->terminateChild(SIGKILL); }, request_left, 0);
+  } else if (!child_exited_) {
+    // The child may finish on its own, but never outlives the request deadline, nor stays
+    // silent longer than the idle timeout.
+    if (request_left > 0) {
+      uv_timer_start(
+          &request_timer_, [](uv_timer_t* t) { owner(t)->terminateChild(SIGKILL); }, request_left,
+          0);
+    }
+    uv_timer_again(&idle_timer_);
   }
 }
 
@@ -414,10 +419,26 @@ void CompletionRun::releaseSlot() {
       .info();
 }
 
+// A child that ends badly without completing its task is a backend failure, not an answer: a
+// non-zero exit, or a signal we did not send.
+std::string CompletionRun::childFailure() const {
+  if (!spawned_ || state_.taskComplete()) {
+    return "";
+  }
+  if (outcome_.term_signal != 0 && !signalled_) {
+    return fmt::format("backend was killed by signal {}", outcome_.term_signal);
+  }
+  if (outcome_.term_signal == 0 && outcome_.exit_status != 0) {
+    return fmt::format("backend exited with status {}", outcome_.exit_status);
+  }
+  return "";
+}
+
 void CompletionRun::terminateChild(int signal) {
   if (!spawned_ || child_exited_) {
     return;
   }
+  signalled_ = true;
   kill(-process_.pid, signal);
   if (signal != SIGKILL && !uv_is_active(reinterpret_cast<uv_handle_t*>(&kill_timer_))) {
     uv_timer_start(
@@ -430,13 +451,27 @@ void CompletionRun::maybeFinish() {
   bool child_done = !spawned_ || child_exited_;
 
   if (!response_ended_ && child_done && !stdout_open_) {
-    if (state_.spec().stream) {
+    std::string failure = childFailure();
+    if (!failure.empty()) {
+      LogLine("child failed")
+          .with("req_id", settings_.request_id)
+          .with("error", failure)
+          .with("stderr_tail", stderr_tail_)
+          .warn();
+      if (state_.spec().stream) {
+        sendFrames(state_.closingFrames(EndCause::ChildFailed, failure));
+      } else {
+        sendError(io_, errors::backend(failure));
+      }
+      endResponse("child_failed");
+    } else if (state_.spec().stream) {
       auto cause = idle_fired_ ? EndCause::StreamIdle : EndCause::ChildExited;
       sendFrames(state_.closingFrames(cause, ""));
+      endResponse(idle_fired_ ? "idle_timeout" : "child_exit");
     } else {
       sendJson(io_, 200, state_.body());
+      endResponse("child_exit");
     }
-    endResponse(idle_fired_ ? "idle_timeout" : "child_exit");
   }
   if (response_ended_ && child_done && !stdout_open_ && !stderr_open_) {
     closeAll();

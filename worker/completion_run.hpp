@@ -65,6 +65,7 @@ class CompletionRun {
   void clientGone();
   void releaseSlot();
   void terminateChild(int signal);
+  std::string childFailure() const;
   void maybeFinish();
   void closeAll();
   void writeStdin(std::string data);
@@ -99,6 +100,7 @@ class CompletionRun {
   bool stderr_open_ = false;
   bool response_ended_ = false;
   bool idle_fired_ = false;
+  bool signalled_ = false;  // we sent the child a signal
   bool watching_connection_ = false;
   std::string stderr_tail_;
 };

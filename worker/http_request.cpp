@@ -54,7 +54,10 @@ bool HttpRequest::hasJsonBody() const {
   std::transform(type.begin(), type.end(), type.begin(),
                  [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
   type = std::string(trimmed(type));
-  return type == "application/json" ||
+  // `curl -d` labels JSON as a form, and OpenAI's own examples rely on that working; any other
+  // declared type (text/plain, say) is taken at its word and reads as an empty object.
+  return type.empty() || type == "application/json" ||
+         type == "application/x-www-form-urlencoded" ||
          (type.starts_with("application/") && type.ends_with("+json"));
 }
 

@@ -53,18 +53,34 @@ void sendHead(FcgiExchange& io, int status, std::string_view content_type) {
   io.sendHead(status);
 }
 
-void serveModels(FcgiExchange& io, const Config& config, const HttpRequest& request) {
+void writeModel(JsonWriter& w, std::string_view id) {
+  w.beginObject().field("id", id).field("object", "model").field("owned_by", "codex");
+  w.field("created", 0).endObject();
+}
+
+// GET /v1/models lists the advertised ids; GET /v1/models/{id} (the SDKs' retrieve) answers
+// for any id a completion would accept.
+void serveModels(FcgiExchange& io, const Config& config, const HttpRequest& request,
+                 std::string_view id) {
   if (config.protect_models && !authorized(config, request)) {
     sendError(io, errors::unauthorized());
     return;
   }
   JsonWriter w;
-  w.beginObject().field("object", "list").key("data").beginArray();
-  for (const auto& id : advertisedModels(config)) {
-    w.beginObject().field("id", id).field("object", "model").field("owned_by", "codex");
-    w.field("created", 0).endObject();
+  if (id.empty()) {
+    w.beginObject().field("object", "list").key("data").beginArray();
+    for (const auto& advertised : advertisedModels(config)) {
+      writeModel(w, advertised);
+    }
+    w.endArray().endObject();
+  } else {
+    ModelChoice choice = resolveModel(id, std::nullopt, config);
+    if (!choice.accepted) {
+      sendError(io, errors::modelNotFound(id));
+      return;
+    }
+    writeModel(w, choice.requested);
   }
-  w.endArray().endObject();
   io.addHeader("Cache-Control", "public, max-age=60");
   if (request.method == "HEAD") {
     io.addHeader("Content-Type", "application/json; charset=utf-8");
@@ -124,7 +140,9 @@ HandlerResult route(WorkerContext& context, uv_loop_t* loop, FcgiExchange& io,
   } else if (p == "/healthz" && (m == "GET" || m == "HEAD")) {
     serveHealth(io, config);
   } else if (p == "/v1/models" && (m == "GET" || m == "HEAD")) {
-    serveModels(io, config, request);
+    serveModels(io, config, request, "");
+  } else if (p.starts_with("/v1/models/") && (m == "GET" || m == "HEAD")) {
+    serveModels(io, config, request, std::string_view(p).substr(11));
   } else if ((p == "/v1/chat/completions" || p == "/v1/completions") && m == "HEAD") {
     sendHead(io, 200, "application/json; charset=utf-8");
   } else if (p == "/v1/chat/completions" && m == "POST") {
