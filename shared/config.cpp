@@ -67,6 +67,26 @@ const EnvVar kEnvVars[] = {
      &Config::max_prompt_tokens},
     {{"STREAM_RELEASE_FILE", EnvType::String, "", "test: file written by /__test/conc/release"},
      &Config::stream_release_file},
+    {{"PROXY_SUPPRESS_TAIL_AFTER_TOOLS", EnvType::Bool, "false",
+      "chat streams withhold text after the last complete tool block"},
+     &Config::suppress_tail_after_tools},
+    {{"PROXY_STOP_AFTER_TOOLS", EnvType::Bool, "false", "end chat streams after tool blocks"},
+     &Config::stop_after_tools},
+    {{"PROXY_STOP_AFTER_TOOLS_MODE", EnvType::String, "burst",
+      "`first`: end at the first block; `burst`: after a quiet grace period"},
+     &Config::stop_after_tools_mode},
+    {{"PROXY_STOP_AFTER_TOOLS_GRACE_MS", EnvType::Number, "300", "burst grace period"},
+     &Config::stop_after_tools_grace_ms},
+    {{"PROXY_TOOL_BLOCK_MAX", EnvType::Number, "0", "end after this many tool blocks; 0 off"},
+     &Config::tool_block_max},
+    {{"PROXY_RATE_LIMIT_ENABLED", EnvType::Bool, "false", "limit completion requests per key"},
+     &Config::rate_limit_enabled},
+    {{"PROXY_RATE_LIMIT_WINDOW_MS", EnvType::Number, "60000", "rate limit window"},
+     &Config::rate_limit_window_ms},
+    {{"PROXY_RATE_LIMIT_MAX", EnvType::Number, "60", "requests per window per key"},
+     &Config::rate_limit_max},
+    {{"TOKEN_LOG_PATH", EnvType::String, "<tmp>/codex-usage.ndjson", "usage log (NDJSON)"},
+     &Config::token_log_path},
     {{"PROXY_RUNTIME_DIR", EnvType::String, "<tmp>/codex-gateway-<uid>", "socket and slot table"},
      &Config::runtime_dir},
     {{"PROXY_FCGI_SOCKET", EnvType::String, "<runtime>/fcgi.sock", "FastCGI unix socket"},
@@ -102,6 +122,9 @@ std::string defaultFor(const EnvVarInfo& info, const Config& config) {
 
   if (text == "<cwd>/.codex-api") {
     return (std::filesystem::current_path() / ".codex-api").string();
+  }
+  if (text == "<tmp>/codex-usage.ndjson") {
+    return tmp + "/codex-usage.ndjson";
   }
   if (text == "<tmp>/codex-work") {
     return tmp + "/codex-work";
@@ -204,6 +227,7 @@ std::optional<std::string> loadConfig(const EnvLookup& lookup, Config& config) {
 
   config.sandbox_mode = lower(config.sandbox_mode);
   config.force_provider = trim(config.force_provider);
+  config.stop_after_tools_mode = lower(config.stop_after_tools_mode);
   if (config.workers < 1) {
     return "PROXY_WORKERS: must be at least 1";
   }

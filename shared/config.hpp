@@ -39,6 +39,19 @@ struct Config {
   int64_t max_prompt_tokens = 0;
   std::string stream_release_file;
 
+  // Tool-block shaping (chat streams only).
+  bool suppress_tail_after_tools = false;
+  bool stop_after_tools = false;
+  std::string stop_after_tools_mode;
+  int64_t stop_after_tools_grace_ms = 0;
+  int64_t tool_block_max = 0;
+
+  // Rate limiter and usage log.
+  bool rate_limit_enabled = false;
+  int64_t rate_limit_window_ms = 0;
+  int64_t rate_limit_max = 0;
+  std::string token_log_path;
+
   // The worker pool.
   std::string runtime_dir;
   std::string fcgi_socket;
