@@ -36,9 +36,11 @@ std::string CompletionState::openingFrames() const {
 bool CompletionState::apply(const ChildEvent& event, std::string& frames) {
   using Kind = ChildEvent::Kind;
 
+  tool_action_ = ToolAction::None;
   switch (event.kind) {
     case Kind::MessageDelta:
       text_ += event.text;
+      shapeTools();
       forward(frames);
       return false;
     case Kind::Message:
@@ -48,6 +50,7 @@ bool CompletionState::apply(const ChildEvent& event, std::string& frames) {
       } else if (text_.empty()) {
         text_ = event.text;
       }
+      shapeTools();
       forward(frames);
       return false;
     case Kind::TokenCount:
@@ -88,17 +91,50 @@ void CompletionState::countEvent(const ChildEvent& event, bool replace) {
   }
   merge(prompt_tokens_, event.prompt_tokens);
   merge(completion_tokens_, event.completion_tokens);
+  provider_supplied_ = provider_supplied_ || event.kind == ChildEvent::Kind::ProviderUsage;
 }
 
 void CompletionState::forward(std::string& frames) {
-  if (!spec_.stream || forwarded_ >= text_.size()) {
+  // Once a complete tool block exists, shaping holds back what follows the last one.
+  bool hold_tail = shaped() && tools_.blocks() > 0;
+  size_t allowed = hold_tail ? tools_.lastBlockEnd() : text_.size();
+
+  if (!spec_.stream || forwarded_ >= allowed) {
     return;
   }
-  std::string_view piece = std::string_view(text_).substr(forwarded_);
+  std::string_view piece = std::string_view(text_).substr(forwarded_, allowed - forwarded_);
 
   frames += sseData(spec_.route == Route::Chat ? contentChunk(spec_.who, piece)
                                                : textChunk(spec_.who, piece, std::nullopt));
-  forwarded_ = text_.size();
+  forwarded_ = allowed;
+}
+
+bool CompletionState::shaped() const {
+  return spec_.stream && spec_.route == Route::Chat && spec_.tools.active();
+}
+
+void CompletionState::shapeTools() {
+  if (!shaped()) {
+    return;
+  }
+  const ToolShaping& tools = spec_.tools;
+
+  tools_.scan(text_);
+  if (tools_.blocks() == 0) {
+    return;
+  }
+  if (tools.block_max > 0 && static_cast<int64_t>(tools_.blocks()) >= tools.block_max) {
+    tool_action_ = ToolAction::Cut;
+  } else if (tools.stop) {
+    // Every content event after the first block restarts the grace period.
+    tool_action_ = tools.first_mode ? ToolAction::Cut : ToolAction::StartGrace;
+  }
+}
+
+std::string CompletionState::cutFrames() {
+  cut_ = true;
+  finish_reason_ = "stop";
+  return finalFrames();
 }
 
 std::string CompletionState::finalFrames() {
@@ -126,24 +162,25 @@ std::string CompletionState::finalFrames() {
 std::string CompletionState::closingFrames(EndCause cause, std::string_view detail) {
   switch (cause) {
     case EndCause::RequestTimeout:
-      return errorFrame(errors::requestTimeout());
+      error_ = errors::requestTimeout();
+      break;
     case EndCause::SpawnFailed:
       // A start-up failure that is really a timeout is reported as one.
-      if (containsTimeout(detail)) {
-        return errorFrame(errors::requestTimeout());
-      }
-      return errorFrame(errors::spawnFailed(detail));
+      error_ = containsTimeout(detail) ? errors::requestTimeout() : errors::spawnFailed(detail);
+      break;
     case EndCause::ChildFailed:
-      return errorFrame(errors::backend(detail));
+      error_ = errors::backend(detail);
+      break;
     case EndCause::StreamIdle:
       if (spec_.route == Route::Legacy) {
-        return errorFrame(errors::idleTimeout());
+        error_ = errors::idleTimeout();
       }
-      return finalFrames();
+      break;
     case EndCause::ChildExited:
-      return finalFrames();
+      break;
   }
-  return finalFrames();
+  // The error is kept so the usage log can report the status the client effectively got.
+  return error_ ? errorFrame(*error_) : finalFrames();
 }
 
 std::string_view CompletionState::content() const {
@@ -165,7 +202,7 @@ Usage CompletionState::usage() const {
 }
 
 std::string_view CompletionState::finishReason() const {
-  return task_complete_ ? std::string_view(finish_reason_) : "length";
+  return task_complete_ || cut_ ? std::string_view(finish_reason_) : "length";
 }
 
 std::string_view CompletionState::emissionTrigger() const {

@@ -63,6 +63,10 @@ ApiError streamsExhausted() {
           std::nullopt};
 }
 
+ApiError rateLimited() {
+  return {429, "rate_limit_error", "rate_limited", "rate limit exceeded", std::nullopt};
+}
+
 ApiError requestTimeout() {
   return {504, "timeout_error", "request_timeout", "request timeout", std::nullopt};
 }

@@ -29,6 +29,7 @@ ApiError invalidField(std::string_view param, std::string_view message);
 ApiError bodyTooLarge();
 ApiError notFound(std::string_view method, std::string_view path);
 ApiError streamsExhausted();
+ApiError rateLimited();
 ApiError requestTimeout();
 ApiError idleTimeout();
 ApiError backend(std::string_view message);

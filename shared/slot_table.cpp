@@ -22,25 +22,14 @@ namespace {
 
 constexpr uint64_t kMagic = 0x53544f4c53584443;  // "CDXSLOTS"
 constexpr uint32_t kLayoutVersion = 1;
-// Owner liveness locks and the initialisation lock sit far past the end of the mapping; OFD
-// locks need no backing bytes.
-constexpr off_t kInitLockOffset = off_t{1} << 32;
-constexpr off_t kOwnerLockBase = kInitLockOffset + 1;
+// Owner liveness locks sit past the end of the mapping, above the creation lock; OFD locks need
+// no backing bytes.
+constexpr int64_t kOwnerLockBase = SharedFile::kInitLockOffset + 1;
 constexpr size_t kRequestIdWords = 5;
 
 int64_t nowMs() {
   using namespace std::chrono;
   return duration_cast<milliseconds>(system_clock::now().time_since_epoch()).count();
-}
-
-int ofdLock(int fd, short type, off_t offset, int command) {
-  struct flock lock {};
-
-  lock.l_type = type;
-  lock.l_whence = SEEK_SET;
-  lock.l_start = offset;
-  lock.l_len = 1;
-  return fcntl(fd, command, &lock);
 }
 
 uint32_t ownerOf(uint64_t tag) {
@@ -65,11 +54,7 @@ struct SlotTable::Layout {
     std::atomic<uint64_t> request_id[kRequestIdWords];
   };
 
-  uint64_t magic;
-  uint32_t layout_version;
-  uint32_t capacity;
-  uint32_t max_owners;
-  uint32_t slot_bytes;
+  SharedFileHeader header;
   std::atomic<uint32_t> high_water;  // largest limit any acquirer used: slots above are never set
   Owner owners[kMaxOwners];
   Slot slots[kCapacity];
@@ -93,71 +78,17 @@ void storeRequestId(std::atomic<uint64_t> (&words)[kRequestIdWords], std::string
 static_assert(std::atomic<uint64_t>::is_always_lock_free, "slot tags need lock-free atomics");
 
 std::optional<std::string> SlotTable::open(const std::string& path, SlotTable& table) {
-  int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0660);
-  if (fd < 0) {
-    return fmt::format("cannot open slot table {}: {}", path, strerror(errno));
-  }
-  table.fd_ = fd;
-  table.path_ = path;
-
-  // Serialise creation so two pools starting at once never both initialise the file.
-  if (ofdLock(fd, F_WRLCK, kInitLockOffset, F_OFD_SETLKW) != 0) {
-    return fmt::format("cannot lock slot table {}: {}", path, strerror(errno));
-  }
-  struct stat st {};
-  fstat(fd, &st);
-  bool fresh = st.st_size == 0;
-  std::optional<std::string> error;
-
-  if (fresh && ftruncate(fd, sizeof(Layout)) != 0) {
-    error = fmt::format("cannot size slot table {}: {}", path, strerror(errno));
-  } else if (!fresh && static_cast<size_t>(st.st_size) != sizeof(Layout)) {
-    error = fmt::format(
-        "slot table {} is {} bytes, this build expects {}: another layout or "
-        "version uses it; stop every pool using it and remove the file",
-        path, st.st_size, sizeof(Layout));
-  }
+  auto error = SharedFile::open(
+      path, "slot table", kMagic, kLayoutVersion, sizeof(Layout), [](void*) {}, table.file_);
   if (!error) {
-    void* map = mmap(nullptr, sizeof(Layout), PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
-    if (map == MAP_FAILED) {
-      error = fmt::format("cannot map slot table {}: {}", path, strerror(errno));
-    } else {
-      table.layout_ = static_cast<Layout*>(map);
-    }
+    table.layout_ = static_cast<Layout*>(table.file_.memory());
   }
-  if (!error && fresh) {
-    auto* l = table.layout_;
-    l->layout_version = kLayoutVersion;
-    l->capacity = kCapacity;
-    l->max_owners = kMaxOwners;
-    l->slot_bytes = sizeof(Layout::Slot);
-    l->magic = kMagic;
-  } else if (!error) {
-    auto* l = table.layout_;
-    if (l->magic != kMagic || l->layout_version != kLayoutVersion || l->capacity != kCapacity ||
-        l->max_owners != kMaxOwners || l->slot_bytes != sizeof(Layout::Slot)) {
-      error = fmt::format(
-          "slot table {} has layout version {} (this build: {}); stop every "
-          "pool using it and remove the file",
-          path, l->layout_version, kLayoutVersion);
-    }
-  }
-  ofdLock(fd, F_UNLCK, kInitLockOffset, F_OFD_SETLK);
   return error;
-}
-
-SlotTable::~SlotTable() {
-  if (layout_ != nullptr) {
-    munmap(layout_, sizeof(Layout));
-  }
-  if (fd_ >= 0) {
-    close(fd_);
-  }
 }
 
 std::optional<std::string> SlotTable::registerOwner() {
   for (uint32_t i = 0; i < kMaxOwners; ++i) {
-    if (ofdLock(fd_, F_WRLCK, kOwnerLockBase + i, F_OFD_SETLK) != 0) {
+    if (lockByte(file_.fd(), F_WRLCK, kOwnerLockBase + i, F_OFD_SETLK) != 0) {
       continue;  // held by a live process
     }
     auto& owner = layout_->owners[i];
@@ -168,7 +99,7 @@ std::optional<std::string> SlotTable::registerOwner() {
     tag_ = (uint64_t{i + 1} << 32) | generation;
     return std::nullopt;
   }
-  return fmt::format("slot table {}: all {} owner entries are held by live processes", path_,
+  return fmt::format("slot table {}: all {} owner entries are held by live processes", path(),
                      kMaxOwners);
 }
 
@@ -248,7 +179,7 @@ bool SlotTable::ownerAlive(uint32_t owner, uint32_t generation) const {
   probe.l_whence = SEEK_SET;
   probe.l_start = kOwnerLockBase + owner;
   probe.l_len = 1;
-  if (fcntl(fd_, F_OFD_GETLK, &probe) != 0) {
+  if (fcntl(file_.fd(), F_OFD_GETLK, &probe) != 0) {
     return true;  // cannot tell: never free a slot on doubt
   }
   return probe.l_type != F_UNLCK;
@@ -305,7 +236,7 @@ std::string SlotTable::dumpJson() const {
   int64_t now = nowMs();
   uint32_t bound = layout_->high_water.load();
 
-  w.beginObject().field("path", path_).field("layout_version", int64_t{kLayoutVersion});
+  w.beginObject().field("path", path()).field("layout_version", int64_t{kLayoutVersion});
   w.field("capacity", int64_t{kCapacity}).field("high_water", int64_t{bound});
   w.field("open", int64_t{openCount()});
   w.key("slots").beginArray();

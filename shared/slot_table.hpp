@@ -17,6 +17,8 @@
 #include <string_view>
 #include <utility>
 
+#include "shared_file.hpp"
+
 namespace codex {
 
 class SlotTable;
@@ -68,7 +70,6 @@ class SlotTable {
   SlotTable() = default;
   SlotTable(const SlotTable&) = delete;
   SlotTable& operator=(const SlotTable&) = delete;
-  ~SlotTable();
 
   // Takes an owner index for this process: required before acquire(). Returns an error text.
   std::optional<std::string> registerOwner();
@@ -83,7 +84,7 @@ class SlotTable {
   uint32_t reclaimProcess(pid_t pid);
 
   std::string dumpJson() const;
-  const std::string& path() const { return path_; }
+  const std::string& path() const { return file_.path(); }
 
  private:
   friend class StreamSlot;
@@ -94,8 +95,7 @@ class SlotTable {
   void releaseSlot(uint32_t index);
   void raiseHighWater(uint32_t limit);
 
-  std::string path_;
-  int fd_ = -1;
+  SharedFile file_;
   Layout* layout_ = nullptr;
   int owner_ = -1;
   uint64_t tag_ = 0;

@@ -1,5 +1,8 @@
 // POST /v1/chat/completions and /v1/completions: authentication, validation, model, context
 // guard, the stream cap, then the child. A request that fails any check never spawns a child.
+#include <cerrno>
+#include <chrono>
+#include <cstring>
 #include <string>
 
 #include "completion_request.hpp"
@@ -7,7 +10,9 @@
 #include "handlers.hpp"
 #include "log.hpp"
 #include "models.hpp"
+#include "prompt.hpp"
 #include "responses.hpp"
+#include "usage_log.hpp"
 
 namespace codex {
 namespace {
@@ -59,6 +64,60 @@ void addStreamHeaders(FcgiExchange& io) {
   io.addHeader("Connection", "keep-alive");
   // nginx honours this even where a location forgot `fastcgi_buffering off`.
   io.addHeader("X-Accel-Buffering", "no");
+}
+
+// The status the client really got, for the usage log (Q19). A stream's head says 200 before
+// the outcome is known, so a stream that ended with an error frame is logged with that error's
+// status; a client that left before any head was sent is logged as 499, as nginx does.
+int outcomeStatus(const FcgiExchange& io, const CompletionState& state) {
+  if (!io.headSent()) {
+    return 499;
+  }
+  if (state.spec().stream && state.error()) {
+    return state.error()->status;
+  }
+  return io.status();
+}
+
+// One usage-log line for every completion that got as far as spawning a child, whatever its
+// outcome; requests refused before that (401, 400, 404, 429) are only in the access log.
+void logUsage(WorkerContext& context, const HttpRequest& request, const FcgiExchange& io,
+              const CompletionState& state, const ModelChoice& model, std::string_view route,
+              const RunOutcome& outcome) {
+  using namespace std::chrono;
+  const CompletionSpec& spec = state.spec();
+  Usage usage = state.usage();
+  UsageEntry e;
+
+  e.ts = duration_cast<milliseconds>(system_clock::now().time_since_epoch()).count();
+  e.req_id = request.request_id;
+  e.route = route;
+  e.method = request.method;
+  e.requested_model = model.requested;
+  e.effective_model = model.effective;
+  e.stream = spec.stream;
+  e.prompt_tokens = usage.prompt_tokens;
+  e.completion_tokens = usage.completion_tokens;
+  e.total_tokens = usage.prompt_tokens + usage.completion_tokens;
+  e.prompt_tokens_est = spec.prompt_estimate;
+  e.completion_tokens_est = estimateTokens(state.content());
+  e.total_tokens_est = e.prompt_tokens_est + e.completion_tokens_est;
+  e.duration_ms = duration_cast<milliseconds>(steady_clock::now() - request.started).count();
+  e.status = outcomeStatus(io, state);
+  e.user_agent = request.user_agent;
+  e.end_reason = outcome.end_reason;
+  e.emission_trigger = state.emissionTrigger();
+  e.counts_source = state.countsFromEvents() ? "event" : "estimate";
+  e.usage_included = spec.include_usage;
+  e.provider_supplied = state.providerSupplied();
+
+  // A closed log was reported once at start-up; the client never hears of either failure.
+  if (!context.usage_log.append(e) && context.usage_log.isOpen()) {
+    LogLine("cannot write usage log")
+        .with("req_id", request.request_id)
+        .with("error", strerror(errno))
+        .error();
+  }
 }
 
 }  // namespace
@@ -138,6 +197,8 @@ HandlerResult handleCompletion(WorkerContext& context, uv_loop_t* loop, FcgiExch
   spec.who = {newResponseId(route == Route::Chat ? "chatcmpl-" : "cmpl-"),
               static_cast<int64_t>(time(nullptr)), model.requested};
   spec.prompt_estimate = prompt_estimate;
+  spec.tools = {config.suppress_tail_after_tools, config.stop_after_tools,
+                config.stop_after_tools_mode == "first", config.tool_block_max};
   CompletionState state(std::move(spec));
   ChildRequest child{request.request_id, body.messages, joinPrompt(body.messages), model};
   auto protocol = makeProtoProtocol(config);
@@ -156,6 +217,7 @@ HandlerResult handleCompletion(WorkerContext& context, uv_loop_t* loop, FcgiExch
   CompletionRun run(loop, context, io, *protocol, std::move(child), state, std::move(slot),
                     {request.request_id, std::string(route_name), wantsKeepalive(request)});
   RunOutcome outcome = run.run();
+  logUsage(context, request, io, state, model, route_name, outcome);
   result.end_reason = outcome.end_reason;
   result.child_exit = outcome.exit_status;
   result.child_signal = outcome.term_signal;

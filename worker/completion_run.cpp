@@ -88,8 +88,10 @@ RunOutcome CompletionRun::run() {
   std::string spawn_error;
   bool stream = state_.spec().stream;
 
-  for (uv_timer_t* timer :
-       {&request_timer_, &idle_timer_, &keepalive_timer_, &kill_timer_, &truncate_timer_}) {
+  // The loop's clock stood still while this thread waited in accept(); timers started from a
+  // stale clock would fire at once.
+  uv_update_time(loop_);
+  for (uv_timer_t* timer : timers()) {
     uv_timer_init(loop_, timer);
     timer->data = this;
   }
@@ -304,6 +306,9 @@ void CompletionRun::onLine(std::string_view line) {
   bool ends = state_.apply(*event, frames);
 
   sendFrames(frames);
+  if (!ends && !response_ended_) {
+    followToolAction();
+  }
   if (!ends || response_ended_) {
     return;
   }
@@ -323,6 +328,31 @@ void CompletionRun::onLine(std::string_view line) {
     endResponse("done");
   }
   terminateChild(SIGTERM);  // a finished child has nothing more to say
+}
+
+void CompletionRun::followToolAction() {
+  switch (state_.toolAction()) {
+    case ToolAction::Cut:
+      cutAfterTools();
+      break;
+    case ToolAction::StartGrace:
+      // Zero is a valid grace: the cut then happens on the loop's next turn.
+      uv_timer_start(
+          &tool_timer_, [](uv_timer_t* t) { owner(t)->cutAfterTools(); },
+          static_cast<uint64_t>(std::max<int64_t>(config_.stop_after_tools_grace_ms, 0)), 0);
+      break;
+    case ToolAction::None:
+      break;
+  }
+}
+
+void CompletionRun::cutAfterTools() {
+  if (response_ended_) {
+    return;
+  }
+  sendFrames(state_.cutFrames());
+  endResponse("tool_cut");
+  terminateChild(SIGTERM);
 }
 
 void CompletionRun::onExit(int64_t exit_status, int term_signal) {
@@ -362,7 +392,8 @@ void CompletionRun::endResponse(std::string_view reason) {
   }
   response_ended_ = true;
   outcome_.end_reason = reason;
-  for (uv_timer_t* timer : {&keepalive_timer_, &request_timer_, &idle_timer_, &truncate_timer_}) {
+  for (uv_timer_t* timer :
+       {&keepalive_timer_, &request_timer_, &idle_timer_, &truncate_timer_, &tool_timer_}) {
     uv_timer_stop(timer);
   }
   releaseSlot();
@@ -479,18 +510,19 @@ void CompletionRun::maybeFinish() {
 }
 
 void CompletionRun::closeAll() {
-  for (uv_handle_t* handle :
-       {reinterpret_cast<uv_handle_t*>(&process_), reinterpret_cast<uv_handle_t*>(&stdout_.handle),
-        reinterpret_cast<uv_handle_t*>(&stderr_.handle),
-        reinterpret_cast<uv_handle_t*>(&connection_),
-        reinterpret_cast<uv_handle_t*>(&request_timer_),
-        reinterpret_cast<uv_handle_t*>(&idle_timer_),
-        reinterpret_cast<uv_handle_t*>(&keepalive_timer_),
-        reinterpret_cast<uv_handle_t*>(&kill_timer_),
-        reinterpret_cast<uv_handle_t*>(&truncate_timer_),
-        reinterpret_cast<uv_handle_t*>(&stdin_.handle)}) {
-    closeHandle(handle);
+  for (Pipe* pipe : {&stdin_, &stdout_, &stderr_}) {
+    closeHandle(reinterpret_cast<uv_handle_t*>(&pipe->handle));
   }
+  closeHandle(reinterpret_cast<uv_handle_t*>(&process_));
+  closeHandle(reinterpret_cast<uv_handle_t*>(&connection_));
+  for (uv_timer_t* timer : timers()) {
+    closeHandle(reinterpret_cast<uv_handle_t*>(timer));
+  }
+}
+
+std::array<uv_timer_t*, 6> CompletionRun::timers() {
+  return {&request_timer_, &idle_timer_,     &keepalive_timer_,
+          &kill_timer_,    &truncate_timer_, &tool_timer_};
 }
 
 void CompletionRun::writeStdin(std::string data) {

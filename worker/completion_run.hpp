@@ -4,6 +4,7 @@
 
 #include <uv.h>
 
+#include <array>
 #include <memory>
 #include <optional>
 #include <string>
@@ -58,6 +59,8 @@ class CompletionRun {
   void onLine(std::string_view line);
   void onExit(int64_t exit_status, int term_signal);
   void onIdle();
+  void followToolAction();
+  void cutAfterTools();
 
   void sendFrames(const std::string& frames);
   void endResponse(std::string_view reason);
@@ -68,6 +71,7 @@ class CompletionRun {
   std::string childFailure() const;
   void maybeFinish();
   void closeAll();
+  std::array<uv_timer_t*, 6> timers();
   void writeStdin(std::string data);
   void closeHandle(uv_handle_t* handle);
 
@@ -93,6 +97,7 @@ class CompletionRun {
   uv_timer_t keepalive_timer_{};
   uv_timer_t kill_timer_{};
   uv_timer_t truncate_timer_{};
+  uv_timer_t tool_timer_{};
 
   bool spawned_ = false;
   bool child_exited_ = false;

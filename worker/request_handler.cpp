@@ -14,6 +14,7 @@
 #include "log.hpp"
 #include "models.hpp"
 #include "responses.hpp"
+#include "usage_routes.hpp"
 
 namespace codex {
 namespace {
@@ -129,12 +130,44 @@ bool isTestRoute(std::string_view path) {
   return path.starts_with("/__test/");
 }
 
+bool isCompletionRoute(std::string_view path) {
+  return path == "/v1/chat/completions" || path == "/v1/completions";
+}
+
+// Every completion request counts, before authentication, keyed by the bearer text (valid or
+// not) or else the client's address; paths are already normalised, so no spelling escapes it.
+bool rateLimited(WorkerContext& context, FcgiExchange& io, const HttpRequest& request) {
+  const Config& config = context.config;
+  constexpr std::string_view kScheme = "Bearer ";
+  std::string_view auth = request.authorization;
+
+  if (!context.rate_limiter || request.method != "POST" || !isCompletionRoute(request.path)) {
+    return false;
+  }
+  bool has_key = auth.starts_with(kScheme) && auth.size() > kScheme.size();
+  std::string key =
+      has_key ? "key:" + std::string(auth.substr(kScheme.size())) : "addr:" + request.remote_addr;
+  auto now = std::chrono::system_clock::now().time_since_epoch();
+  RateDecision decision =
+      context.rate_limiter->hit(key, config.rate_limit_window_ms, config.rate_limit_max,
+                                std::chrono::duration_cast<std::chrono::milliseconds>(now).count());
+  if (decision.allowed) {
+    return false;
+  }
+  io.addHeader("Retry-After", std::to_string(decision.retry_after_s));
+  sendError(io, errors::rateLimited());
+  return true;
+}
+
 HandlerResult route(WorkerContext& context, uv_loop_t* loop, FcgiExchange& io,
                     const HttpRequest& request) {
   const Config& config = context.config;
   const std::string& m = request.method;
   const std::string& p = request.path;
 
+  if (rateLimited(context, io, request)) {
+    return {"rate_limited"};
+  }
   if (m == "OPTIONS") {
     io.sendHead(204);  // preflight: no auth, no body
   } else if (p == "/healthz" && (m == "GET" || m == "HEAD")) {
@@ -149,6 +182,10 @@ HandlerResult route(WorkerContext& context, uv_loop_t* loop, FcgiExchange& io,
     return handleCompletion(context, loop, io, request, Route::Chat);
   } else if (p == "/v1/completions" && m == "POST") {
     return handleCompletion(context, loop, io, request, Route::Legacy);
+  } else if (p == "/v1/usage" && m == "GET") {
+    serveUsage(io, config, request);
+  } else if (p == "/v1/usage/raw" && m == "GET") {
+    serveUsageRaw(io, config, request);
   } else if (isTestRoute(p) && config.test_endpoints && !authorized(config, request)) {
     sendError(io, errors::unauthorized());
   } else if (p == "/__test/conc" && m == "GET" && config.test_endpoints) {

@@ -4,13 +4,16 @@
 
 #include <sys/types.h>
 
+#include <memory>
 #include <mutex>
 #include <string>
 #include <unordered_set>
 #include <vector>
 
 #include "config.hpp"
+#include "rate_limiter.hpp"
 #include "slot_table.hpp"
+#include "usage_log.hpp"
 
 namespace codex {
 
@@ -33,6 +36,11 @@ struct WorkerContext {
   std::string exec_shim;               // path of codex-exec
   std::vector<std::string> child_env;  // our environment minus secrets, plus CODEX_HOME
   ChildGroups children;
+  // Opened once when the worker starts rather than on first use, so its directory exists before
+  // the first request and a bad TOKEN_LOG_PATH shows in the start-up log, not per request.
+  UsageLog usage_log;
+  // Shared by every worker of the pool; absent when PROXY_RATE_LIMIT_ENABLED is off.
+  std::unique_ptr<RateLimiter> rate_limiter;
 };
 
 // The environment a child gets: ours, without the proxy's secrets, with CODEX_HOME set.

@@ -100,6 +100,10 @@ void onStopSignal(uv_signal_t* handle, int signal) {
 
 }  // namespace
 
+std::string rateLimitPath(const Config& config) {
+  return config.slot_table + ".rate";
+}
+
 int64_t threadsPerWorker(const Config& config) {
   if (config.worker_threads > 0) {
     return config.worker_threads;
@@ -125,7 +129,18 @@ void runWorker(const Config& config, const PoolOptions& options, int listen_fd) 
     LogLine("worker cannot register in slot table").with("error", *error).error();
     _exit(3);
   }
-  WorkerContext context{config, slots, options.exec_shim, childEnvironment(config, environ), {}};
+  auto child_env = childEnvironment(config, environ);
+  WorkerContext context{config, slots, options.exec_shim, std::move(child_env), {}, {}, {}};
+  if (config.rate_limit_enabled) {
+    context.rate_limiter = std::make_unique<RateLimiter>();
+    if (auto error = RateLimiter::open(rateLimitPath(config), *context.rate_limiter)) {
+      LogLine("worker cannot open rate limit table").with("error", *error).error();
+      _exit(3);
+    }
+  }
+  if (auto error = UsageLog::open(config.token_log_path, context.usage_log)) {
+    LogLine("worker cannot open usage log").with("error", *error).error();
+  }
 
   FCGX_Init();
   std::vector<std::unique_ptr<RequestThread>> threads;

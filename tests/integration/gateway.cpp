@@ -57,7 +57,8 @@ std::map<std::string, std::string> cleanEnvironment() {
     std::string name = text.substr(0, eq);
     bool ours = name.starts_with("PROXY_") || name.starts_with("CODEX_") ||
                 name.starts_with("FAKE_CODEX") || name.starts_with("STREAM_") ||
-                name == "CHILD_PID_FILE" || name == "PORT";
+                name == "CHILD_PID_FILE" || name == "PORT" || name == "TOKEN_LOG_PATH" ||
+                name == "PROTO_LOG_PATH";
     if (!ours && eq != std::string::npos) {
       env[name] = text.substr(eq + 1);
     }
@@ -161,6 +162,7 @@ void Gateway::start() {
   env["STREAM_READY_FILE"] = file("ready");
   env["CHILD_PID_FILE"] = file("child.pid");
   env["FAKE_CODEX_DUMP_FILE"] = file("dump.json");
+  env["TOKEN_LOG_PATH"] = file("usage.ndjson");
   for (const auto& [name, value] : options_.env) {
     env[name] = value;
   }
