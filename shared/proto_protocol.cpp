@@ -32,9 +32,11 @@ std::optional<std::string_view> stringAt(std::optional<element> parent, std::str
   return text;
 }
 
-// Counts must be non-negative integers; doubles are truncated as JavaScript clients would see
-// them, anything else is treated as absent.
+// Counts must be non-negative whole numbers a JavaScript client can hold exactly (below 2^53);
+// doubles are truncated, and anything else, including absurd sizes a broken or hostile provider
+// might send, is treated as absent, so sums of counts never overflow.
 std::optional<int64_t> countAt(std::optional<element> parent, std::string_view name) {
+  constexpr int64_t kMaxCount = int64_t{1} << 53;
   if (!parent) {
     return std::nullopt;
   }
@@ -42,10 +44,11 @@ std::optional<int64_t> countAt(std::optional<element> parent, std::string_view n
   int64_t number;
   double real;
 
-  if (value && value->get(number) == simdjson::SUCCESS && number >= 0) {
+  if (value && value->get(number) == simdjson::SUCCESS && number >= 0 && number < kMaxCount) {
     return number;
   }
-  if (value && value->get(real) == simdjson::SUCCESS && real >= 0) {
+  if (value && value->get(real) == simdjson::SUCCESS && real >= 0 &&
+      real < static_cast<double>(kMaxCount)) {
     return static_cast<int64_t>(real);
   }
   return std::nullopt;

@@ -13,6 +13,7 @@
 // error frame nothing but [DONE]; a chat stream with include_usage ends with a usage chunk whose
 // total is the sum of its parts; the text the client sees is the text the state holds (a
 // prefix of it when shaped); JSON bodies are valid JSON carrying that text.
+#include <algorithm>
 #include <cstddef>
 #include <cstdint>
 #include <string>

@@ -4,6 +4,7 @@
 #include <doctest/doctest.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
+#include <sys/time.h>
 #include <unistd.h>
 
 #include <filesystem>
@@ -70,9 +71,10 @@ void checkCompletion(const Response& r) {
 // replaced) and a pool that still answers /healthz. Also tells whether a child was spawned.
 class Watch {
  public:
-  explicit Watch(const Gateway& gw) : gw_(gw), workers_(gw.workerPids()) { forgetChild(); }
+  explicit Watch(const Gateway& gw) : gw_(gw), workers_(gw.workerPids()) {
+    fs::remove(gw_.file("dump.json"));
+  }
 
-  void forgetChild() const { fs::remove(gw_.file("dump.json")); }
   bool childSpawned() const { return fs::exists(gw_.file("dump.json")); }
   // The text the last child received as its prompt.
   std::string childPrompt() const {
@@ -115,9 +117,23 @@ std::string rawExchange(const Gateway& gw, const std::string& bytes) {
   return answer;
 }
 
-std::string rawPost(const Gateway& gw, const std::string& extra_headers, const std::string& body) {
-  return "POST /v1/chat/completions HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer " +
-         gw.apiKey() + "\r\nContent-Type: application/json\r\n" + extra_headers + "\r\n" + body;
+std::string rawPost(const Gateway& gw, const std::string& extra_headers, const std::string& body,
+                    const std::string& target = kChatPath) {
+  return "POST " + target + " HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer " + gw.apiKey() +
+         "\r\nContent-Type: application/json\r\n" + extra_headers + "\r\n" + body;
+}
+
+// nginx's access log line for the request whose URI contains `marker`. nginx logs before it
+// closes the connection, so the line exists once the client has seen the close.
+std::string accessLine(const Gateway& gw, const std::string& marker) {
+  std::string log = readFile(gw.file("nginx-access.log"));
+  size_t at = log.find(marker);
+  if (at == std::string::npos) {
+    return "";
+  }
+  size_t start = log.rfind('\n', at);
+  start = start == std::string::npos ? 0 : start + 1;
+  return log.substr(start, log.find('\n', at) - start);
 }
 
 }  // namespace
@@ -327,12 +343,21 @@ TEST_CASE("a body cut off in transit is dropped without reaching a worker") {
   Watch watch(gw);
 
   // Content-Length promises more than arrives; the client then stops sending.
-  std::string short_body = rawExchange(gw, rawPost(gw, "Content-Length: 100\r\n", kChat));
+  std::string short_body =
+      rawExchange(gw, rawPost(gw, "Content-Length: 100\r\n", kChat, kChatPath + "?cut=length"));
   CHECK(short_body.find(" 200 ") == std::string::npos);
   // A chunked body whose last chunk never comes.
   std::string short_chunks =
-      rawExchange(gw, rawPost(gw, "Transfer-Encoding: chunked\r\n", "10\r\n{\"messages\":[{\"c"));
+      rawExchange(gw, rawPost(gw, "Transfer-Encoding: chunked\r\n", "10\r\n{\"messages\":[{\"c",
+                              kChatPath + "?cut=chunks"));
   CHECK(short_chunks.find(" 200 ") == std::string::npos);
+  // nginx buffers request bodies, so neither was ever passed to a worker.
+  for (const std::string marker : {R"(?cut=length")", R"(?cut=chunks")"}) {
+    CAPTURE(marker);
+    std::string line = accessLine(gw, marker);
+    CHECK_FALSE(line.empty());
+    CHECK(line.find(R"("upstream_status":"")") != std::string::npos);
+  }
   CHECK_FALSE(watch.childSpawned());
   watch.expectServing();
 }
@@ -589,45 +614,65 @@ TEST_CASE("methods a route does not serve get the JSON 404") {
   watch.expectServing();
 }
 
-// TODO(#4): nginx answers TRACE itself with an HTML 405 before any location applies; the
-// contract (§0.5) wants a JSON envelope. Remove should_fail once nginx/ maps it.
-TEST_CASE("TRACE gets a JSON envelope like every other refusal" * doctest::should_fail()) {
+TEST_CASE("TRACE is refused by nginx with a JSON 405") {
   Gateway& gw = gateway();
   Watch watch(gw);
 
-  Response r = request("TRACE", gw.url("/v1/models"));
-  CHECK(r.status == 405);
-  CHECK(r.header("content-type") == "application/json; charset=utf-8");
-  CHECK(Json(r.body).valid());
+  checkEnvelope(request("TRACE", gw.url("/v1/models")), 405, "method_not_allowed");
+  checkEnvelope(request("TRACE", gw.url(kChatPath)), 405, "method_not_allowed");
+  CHECK_FALSE(watch.childSpawned());
   watch.expectServing();
 }
 
-// TODO(#4): nginx answers an unknown Transfer-Encoding with an HTML 501; the contract (§0.5)
-// wants a JSON envelope. Remove should_fail once nginx/ maps it.
-TEST_CASE("an unsupported Transfer-Encoding gets a JSON envelope" * doctest::should_fail()) {
+TEST_CASE("an unsupported Transfer-Encoding is refused by nginx with a JSON 501") {
   Gateway& gw = gateway();
   Watch watch(gw);
 
   Response r = request("POST", gw.url(kChatPath), kChat,
                        {"Content-Type: application/json", "Authorization: Bearer " + gw.apiKey(),
                         "Transfer-Encoding: gzip"});
-  CHECK(r.status == 501);
-  CHECK(r.header("content-type") == "application/json; charset=utf-8");
-  CHECK(Json(r.body).valid());
+  checkEnvelope(r, 501, "not_implemented");
+  CHECK_FALSE(watch.childSpawned());
   watch.expectServing();
 }
 
-// TODO(#4): the internal /__codex_error/* locations answer an outside request with nginx's own
-// HTML 404 (an internal location is invisible to clients, and no error_page maps 404 there).
-// Remove should_fail once nginx/ maps it.
-TEST_CASE("the internal error locations are a JSON 404 from outside" * doctest::should_fail()) {
+TEST_CASE("the internal error locations are a JSON 404 from outside") {
   Gateway& gw = gateway();
   Watch watch(gw);
 
-  for (const std::string path : {"/__codex_error/400", "/__codex_error/414"}) {
+  for (const std::string path : {"/__codex_error/400", "/__codex_error/404", "/__codex_error/405",
+                                 "/__codex_error/414", "/__codex_error/501"}) {
     CAPTURE(path);
     checkEnvelope(request("GET", gw.url(path)), 404, "not_found");
+    checkEnvelope(request("POST", gw.url(path), kChat, jsonHeaders(gw.apiKey())), 404, "not_found");
   }
+  watch.expectServing();
+}
+
+// A chunked body whose framing is broken is refused while nginx reads it, inside the completion
+// location, whose own error_page lines (codex-fastcgi.conf) replace the server's.
+TEST_CASE("a malformed chunked body gets nginx's JSON 400") {
+  Gateway& gw = gateway();
+  Watch watch(gw);
+
+  for (const std::string& chunks :
+       {std::string("zz\r\nabc\r\n0\r\n\r\n"), std::string("5\r\n{\"a\":XX0\r\n\r\n")}) {
+    CAPTURE(chunks);
+    std::string answer = rawExchange(gw, rawPost(gw, "Transfer-Encoding: chunked\r\n", chunks));
+    CHECK(answer.starts_with("HTTP/1.1 400 "));
+    CHECK(answer.find("Content-Type: application/json; charset=utf-8") != std::string::npos);
+  }
+  CHECK_FALSE(watch.childSpawned());
+  watch.expectServing();
+}
+
+TEST_CASE("an unsupported HTTP version gets a JSON envelope") {
+  Gateway& gw = gateway();
+  Watch watch(gw);
+
+  std::string answer = rawExchange(gw, "GET /healthz HTTP/2.0\r\nHost: localhost\r\n\r\n");
+  CHECK(answer.starts_with("HTTP/1.1 505 "));
+  CHECK(answer.find("Content-Type: application/json; charset=utf-8") != std::string::npos);
   watch.expectServing();
 }
 
