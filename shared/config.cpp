@@ -87,6 +87,11 @@ const EnvVar kEnvVars[] = {
      &Config::rate_limit_max},
     {{"TOKEN_LOG_PATH", EnvType::String, "<tmp>/codex-usage.ndjson", "usage log (NDJSON)"},
      &Config::token_log_path},
+    {{"PROTO_LOG_PATH", EnvType::String, "<tmp>/codex-proto-events.ndjson",
+      "dev only: child input, output and events (NDJSON)"},
+     &Config::proto_log_path},
+    {{"PROXY_LOG_PROTO", EnvType::Bool, "true", "dev only: write PROTO_LOG_PATH"},
+     &Config::log_proto},
     {{"PROXY_RUNTIME_DIR", EnvType::String, "<tmp>/codex-gateway-<uid>", "socket and slot table"},
      &Config::runtime_dir},
     {{"PROXY_FCGI_SOCKET", EnvType::String, "<runtime>/fcgi.sock", "FastCGI unix socket"},
@@ -125,6 +130,9 @@ std::string defaultFor(const EnvVarInfo& info, const Config& config) {
   }
   if (text == "<tmp>/codex-usage.ndjson") {
     return tmp + "/codex-usage.ndjson";
+  }
+  if (text == "<tmp>/codex-proto-events.ndjson") {
+    return tmp + "/codex-proto-events.ndjson";
   }
   if (text == "<tmp>/codex-work") {
     return tmp + "/codex-work";

@@ -51,6 +51,8 @@ struct Config {
   int64_t rate_limit_window_ms = 0;
   int64_t rate_limit_max = 0;
   std::string token_log_path;
+  std::string proto_log_path;
+  bool log_proto = true;
 
   // The worker pool.
   std::string runtime_dir;

@@ -5,12 +5,42 @@
 
 namespace codex {
 
+namespace {
+
+// Length of the UTF-8 sequence starting at text[i] (lead byte and continuation bytes checked),
+// or 0 if it is not one.
+size_t utf8Sequence(std::string_view text, size_t i) {
+  auto lead = static_cast<unsigned char>(text[i]);
+  size_t length = lead >= 0xF0 && lead <= 0xF4 ? 4 : lead >= 0xE0 ? 3 : lead >= 0xC2 ? 2 : 0;
+
+  if (length == 0 || lead > 0xF4 || i + length > text.size()) {
+    return 0;
+  }
+  for (size_t k = 1; k < length; ++k) {
+    if ((static_cast<unsigned char>(text[i + k]) & 0xC0) != 0x80) {
+      return 0;
+    }
+  }
+  return length;
+}
+
+}  // namespace
+
+// Text we parsed is valid UTF-8 already; a child's raw output (stderr, a log of its bytes) may
+// not be, and its stray bytes become U+FFFD so the JSON stays valid.
 void appendJsonString(std::string& out, std::string_view text) {
   static constexpr char kHex[] = "0123456789abcdef";
 
   out.push_back('"');
-  for (char c : text) {
+  for (size_t i = 0; i < text.size(); ++i) {
+    char c = text[i];
     auto u = static_cast<unsigned char>(c);
+    if (u >= 0x80) {
+      size_t length = utf8Sequence(text, i);
+      out += length == 0 ? std::string_view("\xEF\xBF\xBD") /* U+FFFD */ : text.substr(i, length);
+      i += length == 0 ? 0 : length - 1;
+      continue;
+    }
     switch (c) {
       case '"':
         out += "\\\"";

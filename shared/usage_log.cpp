@@ -224,13 +224,13 @@ std::string usageLine(const UsageEntry& e) {
   return w.take() + "\n";
 }
 
-UsageLog::~UsageLog() {
+NdjsonLog::~NdjsonLog() {
   if (fd_ >= 0) {
     close(fd_);
   }
 }
 
-std::optional<std::string> UsageLog::open(const std::string& path, UsageLog& log) {
+std::optional<std::string> NdjsonLog::open(const std::string& path, NdjsonLog& log) {
   std::filesystem::path parent = std::filesystem::path(path).parent_path();
   std::error_code ec;
 
@@ -251,12 +251,15 @@ std::optional<std::string> UsageLog::open(const std::string& path, UsageLog& log
   return std::nullopt;
 }
 
-bool UsageLog::append(const UsageEntry& entry) const {
+bool NdjsonLog::append(const UsageEntry& entry) const {
+  return appendLine(usageLine(entry));
+}
+
+bool NdjsonLog::appendLine(std::string_view line) const {
   if (fd_ < 0) {
     errno = EBADF;
     return false;
   }
-  std::string line = usageLine(entry);
   ssize_t written;
 
   // Nothing was written when EINTR is returned, so trying again cannot split the line.

@@ -51,20 +51,22 @@ std::string usageLine(const UsageEntry& entry);
 // so lines from concurrent threads and processes never interleave, whatever their size (local
 // file systems such as ext4, xfs, btrfs and tmpfs; NFS gives no such promise). A short write
 // (disk full) is not completed: a second write could land after another appender's line.
-class UsageLog {
+class NdjsonLog {
  public:
-  UsageLog() = default;
-  UsageLog(const UsageLog&) = delete;
-  UsageLog& operator=(const UsageLog&) = delete;
-  ~UsageLog();
+  NdjsonLog() = default;
+  NdjsonLog(const NdjsonLog&) = delete;
+  NdjsonLog& operator=(const NdjsonLog&) = delete;
+  ~NdjsonLog();
 
   // Creates the file's directory and opens the file for appending. Returns the error text.
-  static std::optional<std::string> open(const std::string& path, UsageLog& log);
+  static std::optional<std::string> open(const std::string& path, NdjsonLog& log);
 
   bool isOpen() const { return fd_ >= 0; }
   // Writes the entry as one line; false (errno set) when the log is closed or the write fell
   // short. Safe from any thread.
   bool append(const UsageEntry& entry) const;
+  // Writes one complete line (ending in '\n') with a single write.
+  bool appendLine(std::string_view line) const;
 
  private:
   int fd_ = -1;

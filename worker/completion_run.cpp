@@ -16,6 +16,7 @@
 
 #include <fmt/format.h>
 
+#include "json_writer.hpp"
 #include "log.hpp"
 #include "responses.hpp"
 
@@ -185,7 +186,9 @@ bool CompletionRun::spawnChild(std::string& error) {
   if (slot_) {
     slot_->setChildGroup(process_.pid);
   }
-  writeStdin(protocol_.openingInput(request_));
+  std::string opening = protocol_.openingInput(request_);
+  logProto("submission", opening);
+  writeStdin(std::move(opening));
   return true;
 }
 
@@ -272,6 +275,7 @@ void CompletionRun::onStderr(ssize_t nread) {
       uv_timer_again(&idle_timer_);  // the non-stream idle timer counts any output
     }
     std::string_view text(stderr_.buffer.get(), static_cast<size_t>(nread));
+    logProto("stderr", text);
     stderr_tail_.append(text.substr(text.size() > 1024 ? text.size() - 1024 : 0));
     if (stderr_tail_.size() > 2048) {
       stderr_tail_.erase(0, stderr_tail_.size() - 1024);
@@ -290,6 +294,7 @@ void CompletionRun::onLine(std::string_view line) {
   if (!reply.empty()) {
     writeStdin(std::move(reply));
   }
+  logProto(event ? "event" : "stdout", line);  // an unparsable line is kept as raw output
   if (!event) {
     if (config_.debug_proto) {
       LogLine("unparsable child line")
@@ -328,6 +333,17 @@ void CompletionRun::onLine(std::string_view line) {
     endResponse("done");
   }
   terminateChild(SIGTERM);  // a finished child has nothing more to say
+}
+
+void CompletionRun::logProto(std::string_view kind, std::string_view data) {
+  if (!context_.proto_log.isOpen()) {
+    return;
+  }
+  JsonWriter w;
+  w.beginObject().field("ts", epochMs()).field("req_id", settings_.request_id);
+  w.field("route", settings_.route).field("mode", state_.spec().stream ? "stream" : "nonstream");
+  w.field("kind", kind).field("data", data).endObject();
+  context_.proto_log.appendLine(w.str() + "\n");
 }
 
 void CompletionRun::followToolAction() {

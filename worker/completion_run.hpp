@@ -60,6 +60,7 @@ class CompletionRun {
   void onExit(int64_t exit_status, int term_signal);
   void onIdle();
   void followToolAction();
+  void logProto(std::string_view kind, std::string_view data);
   void cutAfterTools();
 
   void sendFrames(const std::string& frames);

@@ -38,9 +38,11 @@ struct WorkerContext {
   ChildGroups children;
   // Opened once when the worker starts rather than on first use, so its directory exists before
   // the first request and a bad TOKEN_LOG_PATH shows in the start-up log, not per request.
-  UsageLog usage_log;
+  NdjsonLog usage_log;
   // Shared by every worker of the pool; absent when PROXY_RATE_LIMIT_ENABLED is off.
   std::unique_ptr<RateLimiter> rate_limiter;
+  // PROTO_LOG_PATH, open only in development (PROXY_ENV=dev).
+  NdjsonLog proto_log;
 };
 
 // The environment a child gets: ours, without the proxy's secrets, with CODEX_HOME set.

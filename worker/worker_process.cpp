@@ -130,7 +130,7 @@ void runWorker(const Config& config, const PoolOptions& options, int listen_fd) 
     _exit(3);
   }
   auto child_env = childEnvironment(config, environ);
-  WorkerContext context{config, slots, options.exec_shim, std::move(child_env), {}, {}, {}};
+  WorkerContext context{config, slots, options.exec_shim, std::move(child_env), {}, {}, {}, {}};
   if (config.rate_limit_enabled) {
     context.rate_limiter = std::make_unique<RateLimiter>();
     if (auto error = RateLimiter::open(rateLimitPath(config), *context.rate_limiter)) {
@@ -138,8 +138,14 @@ void runWorker(const Config& config, const PoolOptions& options, int listen_fd) 
       _exit(3);
     }
   }
-  if (auto error = UsageLog::open(config.token_log_path, context.usage_log)) {
+  if (auto error = NdjsonLog::open(config.token_log_path, context.usage_log)) {
     LogLine("worker cannot open usage log").with("error", *error).error();
+  }
+  // Development only: it records prompts and answers, which production logs never hold.
+  if (config.devEnvironment() && config.log_proto) {
+    if (auto error = NdjsonLog::open(config.proto_log_path, context.proto_log)) {
+      LogLine("worker cannot open proto log").with("error", *error).error();
+    }
   }
 
   FCGX_Init();

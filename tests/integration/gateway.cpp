@@ -163,6 +163,7 @@ void Gateway::start() {
   env["CHILD_PID_FILE"] = file("child.pid");
   env["FAKE_CODEX_DUMP_FILE"] = file("dump.json");
   env["TOKEN_LOG_PATH"] = file("usage.ndjson");
+  env["PROTO_LOG_PATH"] = file("proto.ndjson");
   for (const auto& [name, value] : options_.env) {
     env[name] = value;
   }

@@ -250,3 +250,42 @@ TEST_CASE("legacy completions answer in text_completion shapes") {
   CHECK(frames.back() == "[DONE]");
   CHECK(Json(gw.post("/v1/completions", "{}").body).str("/error/param") == "prompt");
 }
+
+TEST_CASE("one request id links nginx's access log, the worker's log and the child") {
+  Gateway gw({2, {{"FAKE_CODEX_MODE", "dump"}}});
+
+  Response r = gw.post("/v1/chat/completions", kChat);
+  std::string id = r.header("x-request-id");
+  REQUIRE(id.size() == 32);  // nginx's $request_id
+  CHECK(Json(readFile(gw.file("dump.json"))).str("/request_id") == id);
+  CHECK(eventually([&] {
+    return readFile(gw.file("nginx-access.log")).find(R"("req_id":")" + id) != std::string::npos;
+  }));
+  CHECK(eventually([&] {
+    std::string log = gw.workerLog();
+    size_t line = log.find(R"("kind":"access","req_id":")" + id);
+    return line != std::string::npos && log.find(R"("status":200)", line) != std::string::npos;
+  }));
+}
+
+TEST_CASE("in development the child's input, output and events go to the proto log") {
+  Gateway dev({2, {{"PROXY_ENV", "dev"}}});
+  Gateway prod;
+
+  Response r = dev.post("/v1/chat/completions", kChat);
+  REQUIRE(r.status == 200);
+  std::string log;
+  REQUIRE(eventually([&] {
+    log = readFile(dev.file("proto.ndjson"));
+    return log.find(R"("kind":"event")") != std::string::npos;
+  }));
+  CHECK(log.find(R"("kind":"submission")") != std::string::npos);
+  CHECK(log.find(R"("req_id":")" + r.header("x-request-id")) != std::string::npos);
+  size_t start = 0;
+  for (size_t end; (end = log.find('\n', start)) != std::string::npos; start = end + 1) {
+    CHECK(Json(log.substr(start, end - start)).valid());
+  }
+
+  REQUIRE(prod.post("/v1/chat/completions", kChat).status == 200);
+  CHECK(readFile(prod.file("proto.ndjson")).empty());
+}

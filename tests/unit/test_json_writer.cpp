@@ -114,3 +114,11 @@ TEST_CASE("take hands over the text") {
 
 }  // namespace
 }  // namespace codex
+
+TEST_CASE("stray bytes that are not UTF-8 become U+FFFD so the JSON stays valid") {
+  std::string out;
+
+  codex::appendJsonString(out, std::string("ok \xE2\x80\xA6 cut \xE2\x80 bad \xFF end", 23));
+  // U+FFFD is EF BF BD in UTF-8.
+  CHECK(out == "\"ok \xE2\x80\xA6 cut \xEF\xBF\xBD\xEF\xBF\xBD bad \xEF\xBF\xBD end\"");
+}

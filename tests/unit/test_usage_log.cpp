@@ -147,10 +147,10 @@ TEST_CASE("usage line is one JSON object with every field, ending in one newline
 TEST_CASE("usage log open creates the missing directory and appends whole lines") {
   TempDir dir;
   std::string path = dir.path("a/b/usage.ndjson");
-  UsageLog log;
+  NdjsonLog log;
 
   CHECK_FALSE(log.append(sampleEntry()));  // not open yet
-  REQUIRE_FALSE(UsageLog::open(path, log).has_value());
+  REQUIRE_FALSE(NdjsonLog::open(path, log).has_value());
   CHECK(log.isOpen());
   CHECK(log.append(sampleEntry()));
   CHECK(log.append(sampleEntry()));
@@ -160,9 +160,9 @@ TEST_CASE("usage log open creates the missing directory and appends whole lines"
 TEST_CASE("usage log open reports a path it cannot create") {
   TempDir dir;
   std::ofstream(dir.path("file")) << "x";
-  UsageLog log;
+  NdjsonLog log;
 
-  auto error = UsageLog::open(dir.path("file/usage.ndjson"), log);
+  auto error = NdjsonLog::open(dir.path("file/usage.ndjson"), log);
   REQUIRE(error.has_value());
   CHECK(error->find("file") != std::string::npos);
   CHECK_FALSE(log.isOpen());
@@ -183,8 +183,8 @@ TEST_CASE("usage log: 8 processes appending 500 lines of about 1 KB each leave o
     if (pid == 0) {
       // Like a worker: its own descriptor, opened after the fork.
       close(go[1]);
-      UsageLog log;
-      bool ok = !UsageLog::open(path, log).has_value();
+      NdjsonLog log;
+      bool ok = !NdjsonLog::open(path, log).has_value();
       char byte;
       while (read(go[0], &byte, 1) > 0) {  // everyone starts when the parent closes the pipe
       }
