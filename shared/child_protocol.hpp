@@ -13,6 +13,7 @@
 
 #include "config.hpp"
 #include "models.hpp"
+#include "openai.hpp"
 #include "prompt.hpp"
 
 namespace codex {
@@ -32,6 +33,7 @@ struct ChildEvent {
   std::string text;  // delta, full message, finish reason or error message
   std::optional<int64_t> prompt_tokens;
   std::optional<int64_t> completion_tokens;
+  std::optional<ApiError> error;  // an Error the protocol could classify (else a 502)
 };
 
 struct ChildRequest {
@@ -46,14 +48,25 @@ class ChildProtocol {
   virtual ~ChildProtocol() = default;
 
   virtual std::vector<std::string> arguments(const ChildRequest& request) const = 0;
-  virtual std::string openingInput(const ChildRequest& request) const = 0;
+  virtual std::string openingInput(const ChildRequest& request) = 0;
 
   // Parses one complete stdout line. Anything to send back on stdin is appended to `reply`.
   // Returns nothing for a line that is not valid JSON.
   virtual std::optional<ChildEvent> parseLine(std::string_view line, std::string& reply) = 0;
+
+  // How a child that should stop is asked to: input that ends its work (empty: none), and
+  // whether closing stdin ends the process (otherwise it gets SIGTERM).
+  virtual std::string interruptInput() { return ""; }
+  virtual bool endsOnStdinClose() const { return false; }
 };
 
 // `codex proto`: one user_input submission, then newline-delimited events.
 std::unique_ptr<ChildProtocol> makeProtoProtocol(const Config& config);
+
+// `codex app-server`: JSON-RPC over stdio, a thread per request, streamed deltas.
+std::unique_ptr<ChildProtocol> makeAppServerProtocol(const Config& config);
+
+// The protocol CODEX_BACKEND selects.
+std::unique_ptr<ChildProtocol> makeChildProtocol(const Config& config);
 
 }  // namespace codex

@@ -66,7 +66,7 @@ bool CompletionState::apply(const ChildEvent& event, std::string& frames) {
       frames += spec_.stream ? finalFrames() : "";
       return true;
     case Kind::Error:
-      error_ = errors::backend(event.text);
+      error_ = event.error ? *event.error : errors::backend(event.text);
       frames += spec_.stream ? errorFrame(*error_) : "";
       return true;
     case Kind::Ignored:

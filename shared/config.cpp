@@ -33,6 +33,21 @@ const EnvVar kEnvVars[] = {
      &Config::enable_cors},
     {{"PROXY_TEST_ENDPOINTS", EnvType::Bool, "false", "/__test/* routes and X-Conc-* headers"},
      &Config::test_endpoints},
+    {{"CODEX_BACKEND", EnvType::String, "app-server",
+      "child protocol: `app-server` (Codex CLI of today) or `proto` (older CLIs)"},
+     &Config::codex_backend},
+    {{"CODEX_PROVIDER_BASE_URL", EnvType::String, "",
+      "Responses API base URL; when set Codex uses it as a custom provider"},
+     &Config::provider_base_url},
+    {{"CODEX_PROVIDER_API_KEY", EnvType::String, "",
+      "key for that provider, handed to Codex in its environment, never on argv"},
+     &Config::provider_api_key},
+    {{"CODEX_PROVIDER_REQUEST_RETRIES", EnvType::Number, "2",
+      "provider request retries before the first byte (stream retries are always 0)"},
+     &Config::provider_request_retries},
+    {{"CODEX_HYGIENE", EnvType::Bool, "true",
+      "pass flags that stop Codex's plugin sync, analytics, shell snapshot, endless retries"},
+     &Config::codex_hygiene},
     {{"CODEX_MODEL", EnvType::String, "gpt-5", "model the child runs; also an accepted id"},
      &Config::codex_model},
     {{"CODEX_BIN", EnvType::String, "codex", "child executable (path or name on PATH)"},
@@ -236,6 +251,10 @@ std::optional<std::string> loadConfig(const EnvLookup& lookup, Config& config) {
   config.sandbox_mode = lower(config.sandbox_mode);
   config.force_provider = trim(config.force_provider);
   config.stop_after_tools_mode = lower(config.stop_after_tools_mode);
+  config.codex_backend = lower(config.codex_backend);
+  if (config.codex_backend != "app-server" && config.codex_backend != "proto") {
+    return "CODEX_BACKEND: must be app-server or proto, not '" + config.codex_backend + "'";
+  }
   if (config.workers < 1) {
     return "PROXY_WORKERS: must be at least 1";
   }

@@ -19,6 +19,11 @@ struct Config {
   bool test_endpoints = false;
 
   // The child.
+  std::string codex_backend;  // app-server or proto
+  std::string provider_base_url;
+  std::string provider_api_key;
+  bool codex_hygiene = true;
+  int64_t provider_request_retries = 0;
   std::string codex_model;
   std::string codex_bin;
   std::string codex_home;

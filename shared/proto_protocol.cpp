@@ -81,7 +81,7 @@ class ProtoProtocol : public ChildProtocol {
   explicit ProtoProtocol(const Config& config) : config_(config) {}
 
   std::vector<std::string> arguments(const ChildRequest& request) const override;
-  std::string openingInput(const ChildRequest& request) const override;
+  std::string openingInput(const ChildRequest& request) override;
   std::optional<ChildEvent> parseLine(std::string_view line, std::string& reply) override;
 
  private:
@@ -118,7 +118,7 @@ std::vector<std::string> ProtoProtocol::arguments(const ChildRequest& request) c
   return args;
 }
 
-std::string ProtoProtocol::openingInput(const ChildRequest& request) const {
+std::string ProtoProtocol::openingInput(const ChildRequest& request) {
   JsonWriter w;
 
   w.beginObject().field("id", request.request_id);

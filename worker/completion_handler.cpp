@@ -201,7 +201,7 @@ HandlerResult handleCompletion(WorkerContext& context, uv_loop_t* loop, FcgiExch
                 config.stop_after_tools_mode == "first", config.tool_block_max};
   CompletionState state(std::move(spec));
   ChildRequest child{request.request_id, body.messages, joinPrompt(body.messages), model};
-  auto protocol = makeProtoProtocol(config);
+  auto protocol = makeChildProtocol(config);
   if (body.stream) {
     addStreamHeaders(io);
   }

@@ -69,6 +69,7 @@ class CompletionRun {
   void clientGone();
   void releaseSlot();
   void terminateChild(int signal);
+  void stopChild();
   std::string childFailure() const;
   void maybeFinish();
   void closeAll();

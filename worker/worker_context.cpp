@@ -36,11 +36,17 @@ std::vector<std::string> childEnvironment(const Config& config, char** environ_i
       "PROXY_API_KEY=", "CODEX_PROVIDER_API_KEY=", "CODEX_HOME="};
   std::vector<std::string> env;
 
+  // With a custom provider, Codex reads the key from the variable its env_key names.
+  bool hand_over_key = config.codex_backend == "app-server" && !config.provider_base_url.empty();
+
   for (char** entry = environ_in; *entry != nullptr; ++entry) {
     std::string_view text(*entry);
     bool secret = false;
     for (auto prefix : kSecrets) {
       secret = secret || text.starts_with(prefix);
+    }
+    if (hand_over_key && text.starts_with("CODEX_PROVIDER_API_KEY=")) {
+      secret = false;
     }
     if (!secret) {
       env.emplace_back(text);

@@ -94,7 +94,7 @@ void checkPrompt(const CompletionRequest& request, const std::string& prompt) {
   FUZZ_REQUIRE(estimate <= static_cast<int64_t>((content_bytes + 3) / 4));
 }
 
-void checkSubmission(const ChildProtocol& protocol, const ChildRequest& child) {
+void checkSubmission(ChildProtocol& protocol, const ChildRequest& child) {
   simdjson::dom::parser parser;
   simdjson::dom::element root;
   std::string line = protocol.openingInput(child);

@@ -99,6 +99,11 @@ bool waitExit(pid_t pid, std::chrono::milliseconds deadline) {
 
 }  // namespace
 
+std::string testBackend() {
+  const char* backend = getenv("CODEX_TEST_BACKEND");
+  return backend != nullptr && *backend != '\0' ? backend : "proto";
+}
+
 bool eventually(const std::function<bool()>& condition, std::chrono::milliseconds deadline) {
   auto end = std::chrono::steady_clock::now() + deadline;
 
@@ -158,6 +163,8 @@ void Gateway::start() {
   env["PROXY_CODEX_WORKDIR"] = file("work");
   env["CODEX_HOME"] = file("codex-home");
   env["CODEX_BIN"] = requiredEnv("FAKE_CODEX");
+  // meson runs the suite once per child protocol; fake-codex speaks both.
+  env["CODEX_BACKEND"] = testBackend();
   env["STREAM_RELEASE_FILE"] = file("release");
   env["STREAM_READY_FILE"] = file("ready");
   env["CHILD_PID_FILE"] = file("child.pid");

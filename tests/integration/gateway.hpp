@@ -59,6 +59,9 @@ class Gateway {
   pid_t nginx_ = -1;
 };
 
+// The child protocol this run of the suite uses (CODEX_TEST_BACKEND, default proto).
+std::string testBackend();
+
 // Polls `condition` until it holds or the deadline passes.
 bool eventually(const std::function<bool()>& condition,
                 std::chrono::milliseconds deadline = std::chrono::seconds(2));

@@ -173,7 +173,7 @@ TEST_CASE("the child gets the prompt on stdin, the request id, and no secrets or
   }
   CHECK(dump.str("/codex_home") == gw.file("codex-home"));
   CHECK(dump.boolean("/proxy_api_key_present") == false);
-  CHECK(dump.str("/argv/1") == "proto");
+  CHECK(dump.str("/argv/1") == testBackend());
   CHECK(dump.str("/request_id") == r.header("x-request-id"));
   // stdin, stdout, stderr and the descriptor fake-codex itself uses to list /proc/self/fd.
   CHECK(dump.size("/fds") <= 4);
@@ -181,10 +181,21 @@ TEST_CASE("the child gets the prompt on stdin, the request id, and no secrets or
     std::string pointer = "/fds/" + std::to_string(i);
     CHECK(std::atoi(dump.str(pointer.c_str()).c_str()) <= 3);
   }
-  Json submission(dump.str("/submission"));
-  CHECK(submission.str("/id") == r.header("x-request-id"));
-  CHECK(submission.str("/op/type") == "user_input");
-  CHECK(submission.str("/op/items/0/text") == "[system] sys\n[user] hi");
+  if (testBackend() == "proto") {
+    Json submission(dump.str("/submission"));
+    CHECK(submission.str("/id") == r.header("x-request-id"));
+    CHECK(submission.str("/op/type") == "user_input");
+    CHECK(submission.str("/op/items/0/text") == "[system] sys\n[user] hi");
+  } else {
+    // initialize, initialized, thread/start (the system message as instructions), turn/start.
+    REQUIRE(dump.size("/requests") == 4);
+    Json thread(dump.str("/requests/2")), turn(dump.str("/requests/3"));
+    CHECK(thread.str("/method") == "thread/start");
+    CHECK(thread.str("/params/baseInstructions") == "sys");
+    CHECK(thread.str("/params/sandbox") == "read-only");
+    CHECK(thread.boolean("/params/ephemeral") == true);
+    CHECK(turn.str("/params/input/0/text") == "hi");
+  }
 }
 
 TEST_CASE("a child that cannot be started is reported, not hung") {

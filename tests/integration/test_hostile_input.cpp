@@ -26,14 +26,19 @@ const std::string kChat = "{" + kMessages + "}";
 
 // One pool for the whole file (each start costs time). Its child dumps what it received, so a
 // test can see the prompt, and a refused request can be shown to have spawned nothing.
+// These pools keep the proto child whichever backend the suite runs: the checks read the one
+// flattened prompt proto submits, which is what the worker made of the hostile body.
 Gateway& gateway() {
-  static Gateway gw({2, {{"FAKE_CODEX_MODE", "dump"}}});
+  static Gateway gw({2, {{"FAKE_CODEX_MODE", "dump"}, {"CODEX_BACKEND", "proto"}}});
   return gw;
 }
 
 // A pool with the context guard on: an estimate above 10 tokens (40 characters) is refused.
 Gateway& guardedGateway() {
-  static Gateway gw({1, {{"FAKE_CODEX_MODE", "dump"}, {"PROXY_MAX_PROMPT_TOKENS", "10"}}});
+  static Gateway gw({1,
+                     {{"FAKE_CODEX_MODE", "dump"},
+                      {"PROXY_MAX_PROMPT_TOKENS", "10"},
+                      {"CODEX_BACKEND", "proto"}}});
   return gw;
 }
 
