@@ -168,6 +168,10 @@ std::vector<std::string> AppServerProtocol::arguments(const ChildRequest& reques
   if (!request.model.effort.empty()) {
     set("model_reasoning_effort=\"" + request.model.effort + "\"");
   }
+  // The operator's own settings come last: for Codex the last -c of a key wins.
+  for (const auto& override : config_.codex_overrides) {
+    set(override);
+  }
   return args;
 }
 
@@ -340,8 +344,8 @@ ChildEvent AppServerProtocol::onNotification(std::string_view method, element pa
 ChildEvent AppServerProtocol::onError(element params) {
   bool will_retry = false;
   auto flag = at(params, "/willRetry");
-  if (flag) {
-    flag->get(will_retry);
+  if (flag && flag->get(will_retry) != simdjson::SUCCESS) {
+    will_retry = false;
   }
   auto error = at(params, "/error");
   if (will_retry && !saw_delta_) {

@@ -2,6 +2,8 @@
 // does not parse stops start-up with the variable's name instead of becoming a silent default.
 #include "config.hpp"
 
+#include "codex_overrides.hpp"
+
 #include <unistd.h>
 
 #include <algorithm>
@@ -45,6 +47,9 @@ const EnvVar kEnvVars[] = {
     {{"CODEX_PROVIDER_REQUEST_RETRIES", EnvType::Number, "2",
       "provider request retries before the first byte (stream retries are always 0)"},
      &Config::provider_request_retries},
+    {{"CODEX_CONFIG_TOML", EnvType::String, "",
+      "TOML file of further Codex settings, passed to app-server children as -c overrides"},
+     &Config::codex_config_toml},
     {{"CODEX_HYGIENE", EnvType::Bool, "true",
       "pass flags that stop Codex's plugin sync, analytics, shell snapshot, endless retries"},
      &Config::codex_hygiene},
@@ -252,6 +257,13 @@ std::optional<std::string> loadConfig(const EnvLookup& lookup, Config& config) {
   config.force_provider = trim(config.force_provider);
   config.stop_after_tools_mode = lower(config.stop_after_tools_mode);
   config.codex_backend = lower(config.codex_backend);
+  if (!config.codex_config_toml.empty()) {
+    auto loaded = loadCodexOverrides(config.codex_config_toml);
+    if (auto* error = std::get_if<std::string>(&loaded)) {
+      return *error;
+    }
+    config.codex_overrides = std::get<std::vector<std::string>>(loaded);
+  }
   if (config.codex_backend != "app-server" && config.codex_backend != "proto") {
     return "CODEX_BACKEND: must be app-server or proto, not '" + config.codex_backend + "'";
   }

@@ -6,6 +6,7 @@
 #include <optional>
 #include <span>
 #include <string>
+#include <vector>
 
 namespace codex {
 
@@ -24,6 +25,8 @@ struct Config {
   std::string provider_api_key;
   bool codex_hygiene = true;
   int64_t provider_request_retries = 0;
+  std::string codex_config_toml;
+  std::vector<std::string> codex_overrides;  // from codex_config_toml, as `key=value`
   std::string codex_model;
   std::string codex_bin;
   std::string codex_home;

@@ -1,6 +1,7 @@
 // What only the app-server backend does: history, upstream errors, retries that would replay
 // text, and the provider settings handed to Codex.
 #include <doctest/doctest.h>
+#include <unistd.h>
 
 #include "gateway.hpp"
 #include "json.hpp"
@@ -30,9 +31,16 @@ std::string contentOf(const std::vector<std::string>& frames) {
 }  // namespace
 
 TEST_CASE("app-server: earlier turns become injected history, system messages instructions") {
+  char toml[] = "/tmp/codex-config-XXXXXX";
+  int fd = mkstemp(toml);
+  std::string settings = "model_verbosity = \"low\"\n";
+  REQUIRE(write(fd, settings.data(), settings.size()) == static_cast<ssize_t>(settings.size()));
+  close(fd);
   Gateway gw(appServer({{"FAKE_CODEX_MODE", "dump"},
                         {"CODEX_PROVIDER_BASE_URL", "http://127.0.0.1:9/v1"},
-                        {"CODEX_PROVIDER_API_KEY", "sk-provider"}}));
+                        {"CODEX_PROVIDER_API_KEY", "sk-provider"},
+                        {"CODEX_CONFIG_TOML", toml}}));
+  unlink(toml);
   std::string body =
       R"({"messages":[{"role":"system","content":"be brief"},{"role":"user","content":"one"},)"
       R"({"role":"assistant","content":"two"},{"role":"user","content":"three"}]})";
@@ -57,6 +65,8 @@ TEST_CASE("app-server: earlier turns become injected history, system messages in
   CHECK(argv.find(R"(model_providers.gateway.base_url=\"http://127.0.0.1:9/v1\")") !=
         std::string::npos);
   CHECK(argv.find("--disable") != std::string::npos);
+  // The operator's TOML settings come last, so they win over the gateway's own.
+  CHECK(argv.find(R"("-c","model_verbosity='low'"])") != std::string::npos);
 }
 
 TEST_CASE("app-server: an upstream failure becomes an error envelope or an error frame") {

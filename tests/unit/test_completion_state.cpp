@@ -79,27 +79,27 @@ CompletionSpec specFor(Route route, bool stream, bool include_usage = false) {
 }
 
 ChildEvent delta(std::string text) {
-  return {Kind::MessageDelta, std::move(text), {}, {}};
+  return {Kind::MessageDelta, std::move(text), {}, {}, {}};
 }
 ChildEvent message(std::string text) {
-  return {Kind::Message, std::move(text), {}, {}};
+  return {Kind::Message, std::move(text), {}, {}, {}};
 }
 
 ChildEvent tokenCount(std::optional<int64_t> prompt, std::optional<int64_t> completion) {
-  return {Kind::TokenCount, "", prompt, completion};
+  return {Kind::TokenCount, "", prompt, completion, {}};
 }
 
 ChildEvent providerUsage(std::optional<int64_t> prompt, std::optional<int64_t> completion) {
-  return {Kind::ProviderUsage, "", prompt, completion};
+  return {Kind::ProviderUsage, "", prompt, completion, {}};
 }
 
 ChildEvent taskComplete(std::string reason = "", std::optional<int64_t> prompt = {},
                         std::optional<int64_t> completion = {}) {
-  return {Kind::TaskComplete, std::move(reason), prompt, completion};
+  return {Kind::TaskComplete, std::move(reason), prompt, completion, {}};
 }
 
 ChildEvent backendError(std::string text) {
-  return {Kind::Error, std::move(text), {}, {}};
+  return {Kind::Error, std::move(text), {}, {}, {}};
 }
 
 // Applies events in order and returns every frame a stream would send, opening frames first.

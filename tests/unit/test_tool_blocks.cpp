@@ -45,7 +45,7 @@ TEST_CASE("shaping withholds the tail and asks for a cut or a grace period") {
     spec.tools = tools;
     return CompletionState(spec);
   };
-  ChildEvent delta{ChildEvent::Kind::MessageDelta, "A <use_tool>t</use_tool> tail", {}, {}};
+  ChildEvent delta{ChildEvent::Kind::MessageDelta, "A <use_tool>t</use_tool> tail", {}, {}, {}};
   std::string frames;
 
   CompletionState suppress = shapedStream({true, false, false, 0});
