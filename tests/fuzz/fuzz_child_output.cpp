@@ -249,7 +249,12 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   lanes.emplace_back(makeSpec(Route::Chat, false));
   lanes.emplace_back(makeSpec(Route::Legacy, false));
   lanes.emplace_back(shapedSpec(selector));
-  auto protocol = makeProtoProtocol(defaultConfig());
+  // The selector's top bit picks the wire protocol, so one corpus exercises both parsers.
+  static const Config config = defaultConfig();
+  auto protocol = (selector & 0x80) ? makeAppServerProtocol(config) : makeProtoProtocol(config);
+  if (selector & 0x80) {
+    protocol->openingInput({"req", {{"user", "hi"}}, "[user] hi", {}});
+  }
   LineFramer framer;
   std::vector<std::string> lines;
 
