@@ -176,6 +176,9 @@ std::string CompletionState::closingFrames(EndCause cause, std::string_view deta
         error_ = errors::idleTimeout();
       }
       break;
+    case EndCause::Shutdown:
+      error_ = errors::shuttingDown();
+      break;
     case EndCause::ChildExited:
       break;
   }

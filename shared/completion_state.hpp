@@ -37,7 +37,7 @@ struct CompletionSpec {
 enum class ToolAction { None, Cut, StartGrace };
 
 // Why a response ended when no event ended it.
-enum class EndCause { ChildExited, ChildFailed, StreamIdle, RequestTimeout, SpawnFailed };
+enum class EndCause { ChildExited, ChildFailed, StreamIdle, RequestTimeout, SpawnFailed, Shutdown };
 
 inline constexpr std::string_view kNoOutput = "No output from backend.";
 

@@ -42,6 +42,7 @@ struct Config {
   int64_t proto_idle_ms = 0;
   int64_t dev_truncate_after_ms = 0;
   int64_t kill_grace_ms = 0;
+  int64_t shutdown_grace_ms = 0;
   bool kill_on_disconnect = false;
   int64_t sse_max_concurrency = 0;
   int64_t max_prompt_tokens = 0;

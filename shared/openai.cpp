@@ -67,6 +67,10 @@ ApiError rateLimited() {
   return {429, "rate_limit_error", "rate_limited", "rate limit exceeded", std::nullopt};
 }
 
+ApiError shuttingDown() {
+  return {503, "server_error", "server_shutdown", "the gateway is shutting down", std::nullopt};
+}
+
 ApiError requestTimeout() {
   return {504, "timeout_error", "request_timeout", "request timeout", std::nullopt};
 }

@@ -30,6 +30,7 @@ ApiError bodyTooLarge();
 ApiError notFound(std::string_view method, std::string_view path);
 ApiError streamsExhausted();
 ApiError rateLimited();
+ApiError shuttingDown();
 ApiError requestTimeout();
 ApiError idleTimeout();
 ApiError backend(std::string_view message);

@@ -128,6 +128,9 @@ RunOutcome CompletionRun::run() {
     uv_timer_init(loop_, timer);
     timer->data = this;
   }
+  uv_async_init(loop_, &shutdown_wake_, [](uv_async_t* a) { owner(a)->onShutdown(); });
+  shutdown_wake_.data = this;
+  context_.runs.add(&shutdown_wake_);
   spawned_ = spawnChild(spawn_error);
   if (!spawned_) {
     outcome_.end_reason = "spawn_failed";
@@ -424,6 +427,19 @@ void CompletionRun::onExit(int64_t exit_status, int term_signal) {
   maybeFinish();
 }
 
+// The worker is stopping and its grace period is over: the client hears why, the child goes.
+void CompletionRun::onShutdown() {
+  if (!response_ended_) {
+    if (state_.spec().stream) {
+      sendFrames(state_.closingFrames(EndCause::Shutdown, ""));
+      endResponse("shutdown");
+    } else {
+      endWithError(errors::shuttingDown(), "shutdown");
+    }
+  }
+  terminateChild(SIGKILL);
+}
+
 void CompletionRun::onIdle() {
   uv_timer_stop(&idle_timer_);
   idle_fired_ = true;
@@ -587,6 +603,9 @@ void CompletionRun::maybeFinish() {
 }
 
 void CompletionRun::closeAll() {
+  // Unregistered first, so the control thread never wakes a handle that is closing.
+  context_.runs.remove(&shutdown_wake_);
+  closeHandle(reinterpret_cast<uv_handle_t*>(&shutdown_wake_));
   for (Pipe* pipe : {&stdin_, &stdout_, &stderr_}) {
     closeHandle(reinterpret_cast<uv_handle_t*>(&pipe->handle));
   }

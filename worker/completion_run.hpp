@@ -59,6 +59,7 @@ class CompletionRun {
   void onLine(std::string_view line);
   void onExit(int64_t exit_status, int term_signal);
   void onIdle();
+  void onShutdown();
   void followToolAction();
   void logProto(std::string_view kind, std::string_view data);
   void cutAfterTools();
@@ -100,6 +101,7 @@ class CompletionRun {
   uv_timer_t kill_timer_{};
   uv_timer_t truncate_timer_{};
   uv_timer_t tool_timer_{};
+  uv_async_t shutdown_wake_{};  // the worker's control thread ends this run through it
 
   bool spawned_ = false;
   bool child_exited_ = false;

@@ -28,7 +28,8 @@ namespace {
 using Clock = std::chrono::steady_clock;
 
 constexpr int kBacklog = 128;
-constexpr auto kStopDeadline = std::chrono::seconds(5);
+// Beyond the workers' own grace period: time for them to end their last responses.
+constexpr auto kStopDeadline = std::chrono::seconds(3);
 
 std::optional<std::string> listenOn(const std::string& path, int& fd_out) {
   sockaddr_un address{};
@@ -183,10 +184,16 @@ int Supervisor::stop(int signal) {
       .with("signal", int64_t{signal})
       .with("workers", uint64_t{workers_.size()})
       .info();
+  // New connections fail at once (nginx answers 502 and may retry elsewhere) instead of queueing
+  // behind workers that no longer accept; the socket itself is never shut down, which would
+  // stop the workers' in-flight exchanges too.
+  unlink(config_.fcgi_socket.c_str());
+  close(listen_fd_);
   for (auto& [pid, started] : workers_) {
     kill(pid, SIGTERM);
   }
-  auto deadline = Clock::now() + kStopDeadline;
+  auto deadline =
+      Clock::now() + std::chrono::milliseconds(config_.shutdown_grace_ms) + kStopDeadline;
   sigset_t child;
   sigemptyset(&child);
   sigaddset(&child, SIGCHLD);
@@ -205,8 +212,6 @@ int Supervisor::stop(int signal) {
     waitpid(pid, nullptr, 0);
     slots_.reclaimProcess(pid);
   }
-  close(listen_fd_);
-  unlink(config_.fcgi_socket.c_str());
   LogLine("pool stopped").info();
   return 0;
 }

@@ -29,6 +29,32 @@ size_t ChildGroups::size() {
   return groups_.size();
 }
 
+void ActiveRuns::add(uv_async_t* wake) {
+  std::lock_guard lock(mutex_);
+  runs_.insert(wake);
+  if (ending_) {
+    uv_async_send(wake);
+  }
+}
+
+void ActiveRuns::remove(uv_async_t* wake) {
+  std::lock_guard lock(mutex_);
+  runs_.erase(wake);
+}
+
+void ActiveRuns::endAll() {
+  std::lock_guard lock(mutex_);
+  ending_ = true;
+  for (uv_async_t* wake : runs_) {
+    uv_async_send(wake);
+  }
+}
+
+bool ActiveRuns::ending() {
+  std::lock_guard lock(mutex_);
+  return ending_;
+}
+
 std::vector<std::string> childEnvironment(const Config& config, char** environ_in) {
   // Secrets of the gateway itself; a provider key reaches the child only through the
   // documented provider setting, never by inheritance.

@@ -4,7 +4,10 @@
 
 #include <sys/types.h>
 
+#include <uv.h>
 #include <memory>
+
+#include <atomic>
 #include <mutex>
 #include <string>
 #include <unordered_set>
@@ -30,6 +33,22 @@ class ChildGroups {
   std::unordered_set<pid_t> groups_;
 };
 
+// The completions running in this worker, each reachable through its loop's wake-up handle, so
+// a stopping worker can end them all from its control thread.
+class ActiveRuns {
+ public:
+  void add(uv_async_t* wake);
+  void remove(uv_async_t* wake);
+  // Wakes every run so it ends its response now; runs that start later end at once.
+  void endAll();
+  bool ending();
+
+ private:
+  std::mutex mutex_;
+  std::unordered_set<uv_async_t*> runs_;
+  bool ending_ = false;
+};
+
 struct WorkerContext {
   const Config& config;
   SlotTable& slots;
@@ -43,6 +62,9 @@ struct WorkerContext {
   std::unique_ptr<RateLimiter> rate_limiter;
   // PROTO_LOG_PATH, open only in development (PROXY_ENV=dev).
   NdjsonLog proto_log;
+  // Set by SIGTERM: request threads stop accepting and leave once their request is done.
+  std::atomic<bool> draining{false};
+  ActiveRuns runs;
 };
 
 // The environment a child gets: ours, without the proxy's secrets, with CODEX_HOME set.

@@ -12,6 +12,7 @@
 #include <unistd.h>
 #include <uv.h>
 
+#include <atomic>
 #include <cerrno>
 #include <cstring>
 #include <ctime>
@@ -33,6 +34,17 @@ struct RequestThread {
   WorkerContext* context = nullptr;
   int listen_fd = -1;
   pthread_t thread{};
+  std::atomic<bool> done{false};
+};
+
+// How a worker stops: accept no more, let running requests finish within the grace period, then
+// end the rest (an error frame, [DONE], the child killed) and leave.
+struct Drain {
+  WorkerContext* context = nullptr;
+  std::vector<std::unique_ptr<RequestThread>>* threads = nullptr;
+  uv_timer_t wake_timer{};
+  uv_timer_t grace_timer{};
+  uv_timer_t deadline_timer{};
 };
 
 sigset_t processSignals() {
@@ -49,12 +61,21 @@ void* requestThreadMain(void* arg) {
   auto* self = static_cast<RequestThread*>(arg);
   FCGX_Request request;
   uv_loop_t loop;
+  sigset_t wake;
 
+  sigemptyset(&wake);
+  sigaddset(&wake, SIGUSR2);
   FCGX_InitRequest(&request, self->listen_fd, 0);
   uv_loop_init(&loop);
-  for (;;) {
+  while (!self->context->draining) {
+    // SIGUSR2 may interrupt accept() only, never a write to a client.
+    pthread_sigmask(SIG_UNBLOCK, &wake, nullptr);
     int rc = FCGX_Accept_r(&request);
+    pthread_sigmask(SIG_BLOCK, &wake, nullptr);
     if (rc < 0) {
+      if (self->context->draining) {
+        break;
+      }
       LogLine("accept failed").with("error", strerror(-rc)).warn();
       struct timespec pause = {0, 10 * 1000 * 1000};  // back off instead of spinning on EMFILE
       nanosleep(&pause, nullptr);
@@ -64,6 +85,7 @@ void* requestThreadMain(void* arg) {
     fcntl(request.ipcFd, F_SETFD, FD_CLOEXEC);
     serveRequest(*self->context, &loop, request);
   }
+  self->done = true;
   return nullptr;
 }
 
@@ -86,16 +108,59 @@ void startThreads(WorkerContext& context, int listen_fd, int64_t count,
   pthread_attr_destroy(&attr);
 }
 
-void onStopSignal(uv_signal_t* handle, int signal) {
-  auto* context = static_cast<WorkerContext*>(handle->data);
+bool allDone(const Drain& drain) {
+  for (const auto& thread : *drain.threads) {
+    if (!thread->done) {
+      return false;
+    }
+  }
+  return true;
+}
 
-  // TODO(#6): drain open streams up to PROXY_SHUTDOWN_GRACE_MS instead of cutting them.
-  LogLine("worker stopping")
+// libfcgi checks its shutdown flag before accept(), so a thread can miss one wake-up: they are
+// repeated until every thread has left.
+void wakeThreads(uv_timer_t* timer) {
+  auto* drain = static_cast<Drain*>(timer->data);
+
+  if (allDone(*drain)) {
+    LogLine("worker stopped").info();
+    _exit(0);
+  }
+  for (const auto& thread : *drain->threads) {
+    if (!thread->done) {
+      pthread_kill(thread->thread, SIGUSR2);
+    }
+  }
+}
+
+void onStopSignal(uv_signal_t* handle, int signal) {
+  auto* drain = static_cast<Drain*>(handle->data);
+  WorkerContext& context = *drain->context;
+
+  if (context.draining.exchange(true)) {
+    return;
+  }
+  LogLine("worker draining")
       .with("signal", int64_t{signal})
-      .with("children", uint64_t{context->children.size()})
+      .with("children", uint64_t{context.children.size()})
+      .with("grace_ms", context.config.shutdown_grace_ms)
       .info();
-  context->children.signalAll(SIGKILL);
-  _exit(0);
+  FCGX_ShutdownPending();
+  uv_timer_start(&drain->wake_timer, wakeThreads, 0, 100);
+  uv_timer_start(
+      &drain->grace_timer,
+      [](uv_timer_t* t) { static_cast<Drain*>(t->data)->context->runs.endAll(); },
+      static_cast<uint64_t>(std::max<int64_t>(context.config.shutdown_grace_ms, 0)), 0);
+  // A run that cannot even end its response in a second is cut with its children.
+  uv_timer_start(
+      &drain->deadline_timer,
+      [](uv_timer_t* t) {
+        auto* late = static_cast<Drain*>(t->data);
+        LogLine("worker stopped with requests still running").warn();
+        late->context->children.signalAll(SIGKILL);
+        _exit(0);
+      },
+      static_cast<uint64_t>(std::max<int64_t>(context.config.shutdown_grace_ms, 0) + 1000), 0);
 }
 
 }  // namespace
@@ -148,6 +213,11 @@ void runWorker(const Config& config, const PoolOptions& options, int listen_fd) 
     }
   }
 
+  // Without SA_RESTART, so the wake-up interrupts accept() instead of being retried inside it.
+  struct sigaction wake {};
+  wake.sa_handler = [](int) {
+  };
+  sigaction(SIGUSR2, &wake, nullptr);
   FCGX_Init();
   std::vector<std::unique_ptr<RequestThread>> threads;
   startThreads(context, listen_fd, threadsPerWorker(config), threads);
@@ -157,10 +227,15 @@ void runWorker(const Config& config, const PoolOptions& options, int listen_fd) 
       .info();
 
   uv_loop_t* loop = uv_default_loop();
+  Drain drain{&context, &threads, {}, {}, {}};
+  for (uv_timer_t* timer : {&drain.wake_timer, &drain.grace_timer, &drain.deadline_timer}) {
+    uv_timer_init(loop, timer);
+    timer->data = &drain;
+  }
   uv_signal_t term, intr;
   for (auto [handle, signum] : {std::pair{&term, SIGTERM}, std::pair{&intr, SIGINT}}) {
     uv_signal_init(loop, handle);
-    handle->data = &context;
+    handle->data = &drain;
     uv_signal_start(handle, onStopSignal, signum);
   }
   // Only this thread takes signals; SIGCHLD reaches libuv here and wakes every request loop.

@@ -214,6 +214,19 @@ void Gateway::stop() {
   }
 }
 
+int Gateway::stopPool(std::chrono::milliseconds deadline) {
+  int status = -1;
+
+  kill(supervisor_, SIGTERM);
+  bool exited =
+      eventually([&] { return waitpid(supervisor_, &status, WNOHANG) == supervisor_; }, deadline);
+  if (!exited) {
+    return -1;
+  }
+  supervisor_ = -1;
+  return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+}
+
 std::string Gateway::url(const std::string& path) const {
   return fmt::format("http://127.0.0.1:{}{}", port_, path);
 }

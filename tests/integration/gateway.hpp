@@ -33,6 +33,8 @@ class Gateway {
   Response get(const std::string& path) const;
 
   pid_t supervisorPid() const { return supervisor_; }
+  // Sends SIGTERM to the pool and waits for it to exit; its exit status, or -1 at the deadline.
+  int stopPool(std::chrono::milliseconds deadline);
   std::set<pid_t> workerPids() const;
   // Processes whose parent is one of `parents`.
   static std::set<pid_t> childrenOf(const std::set<pid_t>& parents);
