@@ -9,6 +9,7 @@
 #include <cstring>
 #include <fstream>
 
+#include "codex_binary.hpp"
 #include "handlers.hpp"
 #include "json_writer.hpp"
 #include "log.hpp"
@@ -126,6 +127,28 @@ void serveRelease(FcgiExchange& io, const Config& config) {
   sendJson(io, 200, w.str());
 }
 
+// Readiness is what this worker can check for itself: it accepts (it is answering), it is not
+// draining, its slot table is attached, and the child binary can be executed.
+void serveReadiness(FcgiExchange& io, WorkerContext& context) {
+  std::string binary_error;
+  bool draining = context.draining;
+  bool slots = context.slots.ownerIndex() >= 0;
+  bool binary = resolveBinary(context.config.codex_bin, binary_error).has_value();
+  bool ready = !draining && slots && binary;
+  JsonWriter w;
+
+  w.beginObject().field("ready", ready).key("checks").beginObject();
+  w.field("accepting", !draining).field("slot_table", slots).field("child_binary", binary);
+  w.endObject();
+  if (!binary) {
+    w.field("reason", binary_error);
+  } else if (draining) {
+    w.field("reason", "worker is shutting down");
+  }
+  w.endObject();
+  sendJson(io, ready ? 200 : 503, w.str());
+}
+
 bool isTestRoute(std::string_view path) {
   return path.starts_with("/__test/");
 }
@@ -172,6 +195,10 @@ HandlerResult route(WorkerContext& context, uv_loop_t* loop, FcgiExchange& io,
     io.sendHead(204);  // preflight: no auth, no body
   } else if (p == "/healthz" && (m == "GET" || m == "HEAD")) {
     serveHealth(io, config);
+  } else if (p == "/livez" && (m == "GET" || m == "HEAD")) {
+    sendJson(io, 200, R"({"live":true})");
+  } else if (p == "/readyz" && (m == "GET" || m == "HEAD")) {
+    serveReadiness(io, context);
   } else if (p == "/v1/models" && (m == "GET" || m == "HEAD")) {
     serveModels(io, config, request, "");
   } else if (p.starts_with("/v1/models/") && (m == "GET" || m == "HEAD")) {

@@ -67,6 +67,7 @@ class Supervisor {
   void spawnWorker();
   void reapWorkers();
   void respawnDue();
+  Clock::duration respawnDelay(Clock::duration lived);
   int stop(int signal);
 
   const Config& config_;
@@ -75,6 +76,7 @@ class Supervisor {
   SlotTable slots_;
   std::map<pid_t, Clock::time_point> workers_;  // pid -> start time
   std::vector<Clock::time_point> respawns_;     // when each pending replacement may start
+  int quick_deaths_ = 0;                        // workers in a row that died young
 };
 
 int Supervisor::run() {
@@ -159,11 +161,30 @@ void Supervisor::reapWorkers() {
         .with("signal", int64_t{WIFSIGNALED(status) ? WTERMSIG(status) : 0})
         .with("slots_freed", int64_t{freed})
         .warn();
-    // A worker that dies young is not restarted in a tight loop.
-    // TODO(#6): exponential back-off and a crash-loop metric.
-    auto delay = lived < std::chrono::seconds(1) ? std::chrono::seconds(1) : Clock::duration(0);
-    respawns_.push_back(Clock::now() + delay);
+    respawns_.push_back(Clock::now() + respawnDelay(lived));
   }
+}
+
+// A worker that dies young is replaced after a delay that doubles with each young death in a
+// row (0.1 s up to 30 s), so a worker that cannot start does not spin; one that lived a while
+// resets the count.
+Clock::duration Supervisor::respawnDelay(Clock::duration lived) {
+  using std::chrono::milliseconds;
+
+  quick_deaths_ = lived < std::chrono::seconds(10) ? quick_deaths_ + 1 : 0;
+  if (quick_deaths_ == 0) {
+    return Clock::duration(0);
+  }
+  auto delay = std::min<milliseconds>(milliseconds(100 << std::min(quick_deaths_ - 1, 9)),
+                                      std::chrono::seconds(30));
+  if (quick_deaths_ >= 5) {
+    // TODO(#6): count restarts and crash loops in the metrics too.
+    LogLine("workers are crash-looping")
+        .with("deaths_in_a_row", int64_t{quick_deaths_})
+        .with("next_start_ms", static_cast<int64_t>(delay.count()))
+        .error();
+  }
+  return delay;
 }
 
 void Supervisor::respawnDue() {

@@ -70,3 +70,19 @@ TEST_CASE("SIGTERM on an idle pool exits at once and refuses later connections")
   CHECK(after.status == 502);
   CHECK(Json(after.body).str("/error/code") == "bad_gateway");
 }
+
+TEST_CASE("liveness and readiness say why a worker is not ready") {
+  Gateway gw;
+  Response live = gw.get("/livez");
+  CHECK(live.status == 200);
+  CHECK(Json(live.body).boolean("/live") == true);
+  Response ready = gw.get("/readyz");
+  CHECK(ready.status == 200);
+  CHECK(Json(ready.body).boolean("/checks/child_binary") == true);
+
+  Gateway broken({2, {{"CODEX_BIN", "/nonexistent/codex"}}});
+  Response not_ready = broken.get("/readyz");
+  CHECK(not_ready.status == 503);
+  CHECK(Json(not_ready.body).boolean("/ready") == false);
+  CHECK(Json(not_ready.body).str("/reason") == "spawn /nonexistent/codex ENOENT");
+}
