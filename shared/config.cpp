@@ -3,6 +3,7 @@
 #include "config.hpp"
 
 #include "codex_overrides.hpp"
+#include "text.hpp"
 
 #include <unistd.h>
 
@@ -126,23 +127,6 @@ const EnvVar kEnvVars[] = {
     {{"PROXY_WORKER_THREADS", EnvType::Number, "<auto>", "request threads per worker"},
      &Config::worker_threads},
 };
-
-std::string lower(std::string_view text) {
-  std::string out(text);
-  std::transform(out.begin(), out.end(), out.begin(),
-                 [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
-  return out;
-}
-
-std::string trim(std::string_view text) {
-  constexpr std::string_view kBlank = " \t\r\n\f\v";
-  size_t first = text.find_first_not_of(kBlank);
-
-  if (first == std::string_view::npos) {
-    return "";
-  }
-  return std::string(text.substr(first, text.find_last_not_of(kBlank) - first + 1));
-}
 
 std::string defaultFor(const EnvVarInfo& info, const Config& config) {
   std::string_view text = info.default_text;

@@ -1,6 +1,7 @@
 // Model normalisation as clients of the OpenAI API expect it: case and surrounding blanks do not
 // matter, the response echoes what was asked, and the child always runs CODEX_MODEL.
 #include "models.hpp"
+#include "text.hpp"
 
 #include <algorithm>
 #include <array>
@@ -11,23 +12,6 @@ namespace {
 
 constexpr std::array<std::string_view, 5> kSuffixes = {"", "-low", "-medium", "-high", "-minimal"};
 constexpr std::array<std::string_view, 4> kEfforts = {"low", "medium", "high", "minimal"};
-
-std::string lower(std::string_view text) {
-  std::string out(text);
-  std::transform(out.begin(), out.end(), out.begin(),
-                 [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
-  return out;
-}
-
-std::string_view trim(std::string_view text) {
-  while (!text.empty() && std::isspace(static_cast<unsigned char>(text.front()))) {
-    text.remove_prefix(1);
-  }
-  while (!text.empty() && std::isspace(static_cast<unsigned char>(text.back()))) {
-    text.remove_suffix(1);
-  }
-  return text;
-}
 
 std::vector<std::string> idsWithPrefix(std::string_view prefix) {
   std::vector<std::string> ids;

@@ -1,5 +1,6 @@
 // Tool-block scanning; see tool_blocks.hpp.
 #include "tool_blocks.hpp"
+#include "text.hpp"
 
 #include <algorithm>
 
@@ -8,16 +9,6 @@ namespace {
 
 constexpr std::string_view kOpen = "<use_tool";
 constexpr std::string_view kClose = "</use_tool>";
-
-std::string trimmed(std::string_view text) {
-  constexpr std::string_view kBlank = " \t\r\n";
-  size_t first = text.find_first_not_of(kBlank);
-
-  if (first == std::string_view::npos) {
-    return "";
-  }
-  return std::string(text.substr(first, text.find_last_not_of(kBlank) - first + 1));
-}
 
 std::string innerTag(std::string_view block, std::string_view tag) {
   std::string open = "<" + std::string(tag) + ">";
@@ -28,7 +19,7 @@ std::string innerTag(std::string_view block, std::string_view tag) {
   if (end == std::string_view::npos) {
     return "";
   }
-  return trimmed(block.substr(start + open.size(), end - start - open.size()));
+  return std::string(trim(block.substr(start + open.size(), end - start - open.size())));
 }
 
 // name="…" or name='…' on the opening tag.
@@ -44,7 +35,7 @@ std::string nameAttribute(std::string_view block) {
   if ((quote != '"' && quote != '\'') || end == std::string_view::npos) {
     return "";
   }
-  return trimmed(tag.substr(at + 6, end - at - 6));
+  return std::string(trim(tag.substr(at + 6, end - at - 6)));
 }
 
 }  // namespace

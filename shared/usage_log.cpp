@@ -19,6 +19,7 @@
 #include <fmt/format.h>
 
 #include "json_writer.hpp"
+#include "text.hpp"
 
 namespace codex {
 namespace {
@@ -29,16 +30,6 @@ constexpr int64_t kHourMs = 3600 * 1000;
 constexpr int64_t kDayMs = 24 * kHourMs;
 constexpr int64_t kDefaultRawLimit = 200;
 constexpr int64_t kMaxRawLimit = 10000;
-
-std::string_view trimmed(std::string_view text) {
-  constexpr std::string_view kBlank = " \t\r\n\f\v";
-  size_t first = text.find_first_not_of(kBlank);
-
-  if (first == std::string_view::npos) {
-    return {};
-  }
-  return text.substr(first, text.find_last_not_of(kBlank) - first + 1);
-}
 
 int hexDigit(char c) {
   if (c >= '0' && c <= '9') {
@@ -85,7 +76,7 @@ std::optional<int64_t> timeParam(const std::optional<std::string>& value) {
   if (!value) {
     return std::nullopt;
   }
-  std::string_view text = trimmed(*value);
+  std::string_view text = trim(*value);
   int64_t ms = 0;
 
   auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), ms);
@@ -164,7 +155,7 @@ void forEachEvent(std::string_view ndjson, Visit visit) {
 
   while (!ndjson.empty()) {
     size_t newline = ndjson.find('\n');
-    std::string_view line = trimmed(ndjson.substr(0, newline));
+    std::string_view line = trim(ndjson.substr(0, newline));
     ndjson = newline == std::string_view::npos ? "" : ndjson.substr(newline + 1);
     element root;
     if (!line.empty() && parser.parse(line.data(), line.size()).get(root) == simdjson::SUCCESS &&
@@ -367,7 +358,7 @@ std::string usageSummaryBody(std::string_view ndjson, const UsageQuery& query) {
 
 int64_t parseRawLimit(std::string_view query) {
   std::string value = queryValue(query, "limit").value_or("");
-  std::string_view text = trimmed(value);
+  std::string_view text = trim(value);
   double limit = 0;
 
   auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), limit);

@@ -12,6 +12,7 @@
 #include "models.hpp"
 #include "prompt.hpp"
 #include "responses.hpp"
+#include "text.hpp"
 #include "usage_log.hpp"
 
 namespace codex {
@@ -42,20 +43,11 @@ void addConcurrencyHeaders(FcgiExchange& io, const Config& config, uint32_t befo
 
 // Keepalives are off for clients known to choke on SSE comments, or on request.
 bool wantsKeepalive(const HttpRequest& request) {
-  std::string agent = request.user_agent;
-  for (auto& c : agent) {
-    c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-  }
+  std::string agent = lower(request.user_agent);
   bool fragile =
       agent.find("obsidian") != std::string::npos || agent.find("electron") != std::string::npos;
-  std::string_view header = request.no_keepalive;
-  while (!header.empty() && std::isspace(static_cast<unsigned char>(header.front()))) {
-    header.remove_prefix(1);
-  }
-  while (!header.empty() && std::isspace(static_cast<unsigned char>(header.back()))) {
-    header.remove_suffix(1);
-  }
-  return !fragile && header != "1" && !request.queryHas("no_keepalive", "1");
+
+  return !fragile && trim(request.no_keepalive) != "1" && !request.queryHas("no_keepalive", "1");
 }
 
 void addStreamHeaders(FcgiExchange& io) {

@@ -5,21 +5,10 @@
 #include <cctype>
 
 #include "openai.hpp"
+#include "text.hpp"
 
 namespace codex {
-namespace {
-
-std::string_view trimmed(std::string_view text) {
-  while (!text.empty() && std::isspace(static_cast<unsigned char>(text.front()))) {
-    text.remove_prefix(1);
-  }
-  while (!text.empty() && std::isspace(static_cast<unsigned char>(text.back()))) {
-    text.remove_suffix(1);
-  }
-  return text;
-}
-
-}  // namespace
+namespace {}  // namespace
 
 HttpRequest readRequest(const FcgiExchange& io) {
   HttpRequest r;
@@ -50,10 +39,7 @@ HttpRequest readRequest(const FcgiExchange& io) {
 }
 
 bool HttpRequest::hasJsonBody() const {
-  std::string type = content_type.substr(0, content_type.find(';'));
-  std::transform(type.begin(), type.end(), type.begin(),
-                 [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
-  type = std::string(trimmed(type));
+  std::string type = lower(trim(std::string_view(content_type).substr(0, content_type.find(';'))));
   // `curl -d` labels JSON as a form, and OpenAI's own examples rely on that working; any other
   // declared type (text/plain, say) is taken at its word and reads as an empty object.
   return type.empty() || type == "application/json" ||
@@ -70,7 +56,7 @@ bool HttpRequest::queryHas(std::string_view name, std::string_view value) const 
     rest = amp == std::string_view::npos ? "" : rest.substr(amp + 1);
     size_t eq = pair.find('=');
     if (pair.substr(0, eq) == name && eq != std::string_view::npos &&
-        trimmed(pair.substr(eq + 1)) == value) {
+        trim(pair.substr(eq + 1)) == value) {
       return true;
     }
   }

@@ -15,6 +15,7 @@
 #include "log.hpp"
 #include "models.hpp"
 #include "responses.hpp"
+#include "text.hpp"
 #include "usage_routes.hpp"
 
 namespace codex {
@@ -225,13 +226,6 @@ HandlerResult route(WorkerContext& context, uv_loop_t* loop, FcgiExchange& io,
   return {};
 }
 
-std::string lowercase(std::string text) {
-  for (auto& c : text) {
-    c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-  }
-  return text;
-}
-
 void logSummary(const HttpRequest& request, const FcgiExchange& io, const HandlerResult& result) {
   auto elapsed = std::chrono::steady_clock::now() - request.started;
   auto ms = std::chrono::duration_cast<std::chrono::microseconds>(elapsed).count() / 1000.0;
@@ -259,7 +253,7 @@ void serveRequest(WorkerContext& context, uv_loop_t* loop, FCGX_Request& raw) {
   HttpRequest request = readRequest(io);
   HandlerResult result;
 
-  request.path = lowercase(request.path);
+  request.path = lower(request.path);
   if (request.method != "OPTIONS") {
     io.addHeader("X-Request-Id", request.request_id);
   }

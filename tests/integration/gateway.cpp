@@ -127,6 +127,15 @@ bool processAlive(pid_t pid) {
   return state != 'Z' && state != 'X';
 }
 
+bool processesGone(const std::set<pid_t>& pids) {
+  for (pid_t pid : pids) {
+    if (processAlive(pid)) {
+      return false;
+    }
+  }
+  return true;
+}
+
 std::string readFile(const std::string& path) {
   std::ifstream in(path);
   std::stringstream text;

@@ -69,6 +69,8 @@ bool eventually(const std::function<bool()>& condition,
                 std::chrono::milliseconds deadline = std::chrono::seconds(2));
 
 bool processAlive(pid_t pid);
+// True once none of `pids` is running (zombies count as gone).
+bool processesGone(const std::set<pid_t>& pids);
 std::string readFile(const std::string& path);
 
 }  // namespace codex::test

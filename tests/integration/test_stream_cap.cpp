@@ -154,16 +154,7 @@ TEST_CASE("clients that drop their connections give their slots back") {
     }
     CHECK(gw.waitForOpenStreams(0, std::chrono::seconds(2)));
     if (kill_child) {
-      CHECK(eventually(
-          [&] {
-            for (pid_t child : children) {
-              if (processAlive(child)) {
-                return false;
-              }
-            }
-            return true;
-          },
-          std::chrono::seconds(3)));
+      CHECK(eventually([&] { return processesGone(children); }, std::chrono::seconds(3)));
     } else {
       CHECK(gw.releaseAll());
     }
@@ -191,16 +182,7 @@ TEST_CASE("a SIGKILLed worker's slots come back and its children die") {
     kill(worker, SIGKILL);
   }
   CHECK(gw.waitForOpenStreams(0, std::chrono::seconds(2)));
-  CHECK(eventually(
-      [&] {
-        for (pid_t child : children) {
-          if (processAlive(child)) {
-            return false;
-          }
-        }
-        return true;
-      },
-      std::chrono::seconds(2)));
+  CHECK(eventually([&] { return processesGone(children); }, std::chrono::seconds(2)));
   CHECK(eventually(
       [&] {
         auto now = gw.workerPids();
