@@ -101,6 +101,34 @@ RunOutcome CompletionRun::run() {
   return outcome_;
 }
 
+// The working directory is created on demand; if that fails the child starts in ours.
+bool CompletionRun::prepareWorkdir() {
+  std::error_code ec;
+
+  std::filesystem::create_directories(config_.codex_workdir, ec);
+  if (ec) {
+    LogLine("cannot create child working directory")
+        .with("req_id", settings_.request_id)
+        .with("path", config_.codex_workdir)
+        .with("error", ec.message())
+        .warn();
+  }
+  return !ec;
+}
+
+// stdin for the request, stdout for events, stderr for the log: all pipes on this loop.
+void CompletionRun::preparePipes(uv_stdio_container_t (&stdio)[3]) {
+  Pipe* pipes[] = {&stdin_, &stdout_, &stderr_};
+
+  for (int i = 0; i < 3; ++i) {
+    uv_pipe_init(loop_, &pipes[i]->handle, 0);
+    pipes[i]->handle.data = this;
+    int direction = i == 0 ? UV_READABLE_PIPE : UV_WRITABLE_PIPE;  // as the child sees it
+    stdio[i].flags = static_cast<uv_stdio_flags>(UV_CREATE_PIPE | direction);
+    stdio[i].data.stream = reinterpret_cast<uv_stream_t*>(&pipes[i]->handle);
+  }
+}
+
 bool CompletionRun::spawnChild(std::string& error) {
   auto binary = resolveBinary(config_.codex_bin, error);
   if (!binary) {
@@ -112,34 +140,16 @@ bool CompletionRun::spawnChild(std::string& error) {
   }
   std::vector<std::string> env = context_.child_env;
   env.push_back("CODEX_GATEWAY_REQUEST_ID=" + settings_.request_id);
-  std::error_code ec;
-  std::filesystem::create_directories(config_.codex_workdir, ec);
-  if (ec) {
-    LogLine("cannot create child working directory")
-        .with("req_id", settings_.request_id)
-        .with("path", config_.codex_workdir)
-        .with("error", ec.message())
-        .warn();
-  }
-
   auto argv = pointers(args);
   auto envp = pointers(env);
   uv_stdio_container_t stdio[3];
   uv_process_options_t options{};
-  for (Pipe* pipe : {&stdin_, &stdout_, &stderr_}) {
-    uv_pipe_init(loop_, &pipe->handle, 0);
-    pipe->handle.data = this;
-  }
-  stdio[0].flags = static_cast<uv_stdio_flags>(UV_CREATE_PIPE | UV_READABLE_PIPE);
-  stdio[0].data.stream = reinterpret_cast<uv_stream_t*>(&stdin_.handle);
-  stdio[1].flags = static_cast<uv_stdio_flags>(UV_CREATE_PIPE | UV_WRITABLE_PIPE);
-  stdio[1].data.stream = reinterpret_cast<uv_stream_t*>(&stdout_.handle);
-  stdio[2].flags = static_cast<uv_stdio_flags>(UV_CREATE_PIPE | UV_WRITABLE_PIPE);
-  stdio[2].data.stream = reinterpret_cast<uv_stream_t*>(&stderr_.handle);
+
+  preparePipes(stdio);
   options.file = argv[0];
   options.args = argv.data();
   options.env = envp.data();
-  options.cwd = ec ? nullptr : config_.codex_workdir.c_str();
+  options.cwd = prepareWorkdir() ? config_.codex_workdir.c_str() : nullptr;
   // Detached: the child leads its own process group, which we can kill as a whole.
   options.flags = UV_PROCESS_DETACHED;
   options.stdio_count = 3;
@@ -148,16 +158,20 @@ bool CompletionRun::spawnChild(std::string& error) {
     owner(p)->onExit(status, signal);
   };
   process_.data = this;
-
   int rc = uv_spawn(loop_, &process_, &options);
   if (rc != 0) {
     error = fmt::format("spawn {} {}", config_.codex_bin, uv_err_name(rc));
-    closeHandle(reinterpret_cast<uv_handle_t*>(&process_));
+    closeHandle(reinterpret_cast<uv_handle_t*>(&process_));  // libuv initialised it anyway
     for (Pipe* pipe : {&stdin_, &stdout_, &stderr_}) {
       closeHandle(reinterpret_cast<uv_handle_t*>(&pipe->handle));
     }
     return false;
   }
+  onSpawned();
+  return true;
+}
+
+void CompletionRun::onSpawned() {
   outcome_.child_pid = process_.pid;
   context_.children.add(process_.pid);
   if (slot_) {
@@ -166,7 +180,6 @@ bool CompletionRun::spawnChild(std::string& error) {
   std::string opening = protocol_.openingInput(request_);
   logProto("submission", opening);
   writeStdin(std::move(opening));
-  return true;
 }
 
 void CompletionRun::startWatching() {

@@ -51,6 +51,9 @@ class CompletionRun {
   };
 
   bool spawnChild(std::string& error);
+  bool prepareWorkdir();
+  void preparePipes(uv_stdio_container_t (&stdio)[3]);
+  void onSpawned();
   void startWatching();
   void startTimer(uv_timer_t& timer, int64_t ms, uv_timer_cb callback, bool repeat = false);
 

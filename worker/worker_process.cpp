@@ -178,24 +178,15 @@ int64_t threadsPerWorker(const Config& config) {
   return std::max<int64_t>(272, cap + 16);
 }
 
-void runWorker(const Config& config, const PoolOptions& options, int listen_fd) {
-  // A worker must not outlive its supervisor.
-  prctl(PR_SET_PDEATHSIG, SIGTERM);
-  sigset_t signals = processSignals();
-  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
-  signal(SIGPIPE, SIG_IGN);
+namespace {
 
-  SlotTable slots;
-  if (auto error = SlotTable::open(config.slot_table, slots)) {
-    LogLine("worker cannot open slot table").with("error", *error).error();
-    _exit(3);
-  }
-  if (auto error = slots.registerOwner()) {
+// The shared files a worker needs; a missing slot table or rate table stops it (exit 3), a
+// usage log it cannot open is only reported.
+void openShared(const Config& config, WorkerContext& context) {
+  if (auto error = context.slots.registerOwner()) {
     LogLine("worker cannot register in slot table").with("error", *error).error();
     _exit(3);
   }
-  auto child_env = childEnvironment(config, environ);
-  WorkerContext context{config, slots, options.exec_shim, std::move(child_env), {}, {}, {}, {}};
   if (config.rate_limit_enabled) {
     context.rate_limiter = std::make_unique<RateLimiter>();
     if (auto error = RateLimiter::open(rateLimitPath(config), *context.rate_limiter)) {
@@ -212,6 +203,50 @@ void runWorker(const Config& config, const PoolOptions& options, int listen_fd) 
       LogLine("worker cannot open proto log").with("error", *error).error();
     }
   }
+}
+
+// The main thread becomes the control thread: it alone takes signals, and SIGCHLD reaching
+// libuv here wakes every request loop that has a child.
+[[noreturn]] void runControl(Drain& drain) {
+  uv_loop_t* loop = uv_default_loop();
+  uv_signal_t term, intr;
+  sigset_t mine;
+
+  for (uv_timer_t* timer : {&drain.wake_timer, &drain.grace_timer, &drain.deadline_timer}) {
+    uv_timer_init(loop, timer);
+    timer->data = &drain;
+  }
+  for (auto [handle, signum] : {std::pair{&term, SIGTERM}, std::pair{&intr, SIGINT}}) {
+    uv_signal_init(loop, handle);
+    handle->data = &drain;
+    uv_signal_start(handle, onStopSignal, signum);
+  }
+  sigemptyset(&mine);
+  for (int signal : {SIGTERM, SIGINT, SIGCHLD}) {
+    sigaddset(&mine, signal);
+  }
+  pthread_sigmask(SIG_UNBLOCK, &mine, nullptr);
+  uv_run(loop, UV_RUN_DEFAULT);
+  _exit(0);
+}
+
+}  // namespace
+
+void runWorker(const Config& config, const PoolOptions& options, int listen_fd) {
+  // A worker must not outlive its supervisor.
+  prctl(PR_SET_PDEATHSIG, SIGTERM);
+  sigset_t signals = processSignals();
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+  signal(SIGPIPE, SIG_IGN);
+
+  SlotTable slots;
+  if (auto error = SlotTable::open(config.slot_table, slots)) {
+    LogLine("worker cannot open slot table").with("error", *error).error();
+    _exit(3);
+  }
+  auto child_env = childEnvironment(config, environ);
+  WorkerContext context{config, slots, options.exec_shim, std::move(child_env), {}, {}, {}, {}};
+  openShared(config, context);
 
   // Without SA_RESTART, so the wake-up interrupts accept() instead of being retried inside it.
   struct sigaction wake {};
@@ -225,28 +260,8 @@ void runWorker(const Config& config, const PoolOptions& options, int listen_fd) 
       .with("threads", uint64_t{threads.size()})
       .with("slot_owner", int64_t{slots.ownerIndex()})
       .info();
-
-  uv_loop_t* loop = uv_default_loop();
   Drain drain{&context, &threads, {}, {}, {}};
-  for (uv_timer_t* timer : {&drain.wake_timer, &drain.grace_timer, &drain.deadline_timer}) {
-    uv_timer_init(loop, timer);
-    timer->data = &drain;
-  }
-  uv_signal_t term, intr;
-  for (auto [handle, signum] : {std::pair{&term, SIGTERM}, std::pair{&intr, SIGINT}}) {
-    uv_signal_init(loop, handle);
-    handle->data = &drain;
-    uv_signal_start(handle, onStopSignal, signum);
-  }
-  // Only this thread takes signals; SIGCHLD reaches libuv here and wakes every request loop.
-  sigset_t mine;
-  sigemptyset(&mine);
-  for (int signal : {SIGTERM, SIGINT, SIGCHLD}) {
-    sigaddset(&mine, signal);
-  }
-  pthread_sigmask(SIG_UNBLOCK, &mine, nullptr);
-  uv_run(loop, UV_RUN_DEFAULT);
-  _exit(0);
+  runControl(drain);
 }
 
 }  // namespace codex
