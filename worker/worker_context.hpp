@@ -50,6 +50,10 @@ class ActiveRuns {
 };
 
 struct WorkerContext {
+  WorkerContext(const Config& config_in, SlotTable& slots_in, std::string shim,
+                std::vector<std::string> env)
+      : config(config_in), slots(slots_in), exec_shim(std::move(shim)), child_env(std::move(env)) {}
+
   const Config& config;
   SlotTable& slots;
   std::string exec_shim;               // path of codex-exec

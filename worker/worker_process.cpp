@@ -245,7 +245,7 @@ void runWorker(const Config& config, const PoolOptions& options, int listen_fd) 
     _exit(3);
   }
   auto child_env = childEnvironment(config, environ);
-  WorkerContext context{config, slots, options.exec_shim, std::move(child_env), {}, {}, {}, {}};
+  WorkerContext context(config, slots, options.exec_shim, std::move(child_env));
   openShared(config, context);
 
   // Without SA_RESTART, so the wake-up interrupts accept() instead of being retried inside it.
