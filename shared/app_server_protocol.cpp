@@ -9,6 +9,7 @@
 #include <functional>
 
 #include "child_protocol.hpp"
+#include "json_count.hpp"
 #include "json_writer.hpp"
 
 namespace codex {
@@ -39,12 +40,8 @@ std::string textAt(element root, const char* pointer) {
 }
 
 std::optional<int64_t> countAt(element root, const char* pointer) {
-  int64_t number;
   auto value = at(root, pointer);
-  if (value && value->get(number) == simdjson::SUCCESS && number >= 0 && number < (1LL << 53)) {
-    return number;
-  }
-  return std::nullopt;
+  return value ? countValue(*value) : std::nullopt;
 }
 
 bool isInstruction(const ChatMessage& m) {

@@ -3,6 +3,7 @@
 #include <simdjson.h>
 
 #include "child_protocol.hpp"
+#include "json_count.hpp"
 #include "json_writer.hpp"
 
 namespace codex {
@@ -32,26 +33,9 @@ std::optional<std::string_view> stringAt(std::optional<element> parent, std::str
   return text;
 }
 
-// Counts must be non-negative whole numbers a JavaScript client can hold exactly (below 2^53);
-// doubles are truncated, and anything else, including absurd sizes a broken or hostile provider
-// might send, is treated as absent, so sums of counts never overflow.
 std::optional<int64_t> countAt(std::optional<element> parent, std::string_view name) {
-  constexpr int64_t kMaxCount = int64_t{1} << 53;
-  if (!parent) {
-    return std::nullopt;
-  }
-  auto value = child(*parent, name);
-  int64_t number;
-  double real;
-
-  if (value && value->get(number) == simdjson::SUCCESS && number >= 0 && number < kMaxCount) {
-    return number;
-  }
-  if (value && value->get(real) == simdjson::SUCCESS && real >= 0 &&
-      real < static_cast<double>(kMaxCount)) {
-    return static_cast<int64_t>(real);
-  }
-  return std::nullopt;
+  auto value = parent ? child(*parent, name) : std::nullopt;
+  return value ? countValue(*value) : std::nullopt;
 }
 
 template <typename... Names>

@@ -30,18 +30,9 @@
 namespace {
 
 using namespace codex;
+using codex::fuzz::defaultConfig;
 using codex::fuzz::parseJson;
 using codex::fuzz::stringAt;
-
-const Config& defaultConfig() {
-  static const Config config = [] {
-    Config c;
-    auto error = loadConfig([](const char*) -> const char* { return nullptr; }, c);
-    FUZZ_REQUIRE(!error);
-    return c;
-  }();
-  return config;
-}
 
 // The lines a framer must produce, computed from the whole output at once.
 std::vector<std::string> expectedLines(std::string_view output) {

@@ -22,20 +22,11 @@
 namespace {
 
 using namespace codex;
+using codex::fuzz::defaultConfig;
 using codex::fuzz::parseJson;
 using codex::fuzz::stringAt;
 
 constexpr std::string_view kRequestId = "0123456789abcdef0123456789abcdef";
-
-const Config& defaultConfig() {
-  static const Config config = [] {
-    Config c;
-    auto error = loadConfig([](const char*) -> const char* { return nullptr; }, c);
-    FUZZ_REQUIRE(!error);
-    return c;
-  }();
-  return config;
-}
 
 void checkEnvelope(const ApiError& error) {
   simdjson::dom::parser parser;

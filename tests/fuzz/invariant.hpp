@@ -4,6 +4,8 @@
 
 #include <simdjson.h>
 
+#include "config.hpp"
+
 #include <cstdio>
 #include <cstdlib>
 #include <string_view>
@@ -28,6 +30,17 @@ inline bool parseJson(simdjson::dom::parser& parser, std::string_view text,
 inline std::string_view stringAt(simdjson::dom::element root, const char* pointer) {
   std::string_view text;
   return root.at_pointer(pointer).get(text) == simdjson::SUCCESS ? text : "<missing>";
+}
+
+// The configuration with no variable set: what a fresh deployment runs with.
+inline const Config& defaultConfig() {
+  static const Config config = [] {
+    Config c;
+    auto error = loadConfig([](const char*) -> const char* { return nullptr; }, c);
+    FUZZ_REQUIRE(!error);
+    return c;
+  }();
+  return config;
 }
 
 }  // namespace codex::fuzz
