@@ -7,10 +7,12 @@
 
 #include <unistd.h>
 
+#include <toml++/toml.h>
 #include <algorithm>
 #include <cctype>
 #include <charconv>
 #include <filesystem>
+#include <map>
 #include <variant>
 
 namespace codex {
@@ -25,6 +27,10 @@ struct EnvVar {
 
 // Defaults that depend on the machine are computed in defaultFor(); "<...>" marks them here.
 const EnvVar kEnvVars[] = {
+    {{"PROXY_CONFIG_FILE", EnvType::String, "",
+      "TOML file of these same settings, read at start and on SIGHUP; it wins over the "
+      "environment"},
+     &Config::config_file},
     {{"PORT", EnvType::Number, "11435", "HTTP port of the bundled nginx (scripts/run)"},
      &Config::port},
     {{"PROXY_API_KEY", EnvType::String, "codex-local-secret", "bearer key for gated routes"},
@@ -34,6 +40,11 @@ const EnvVar kEnvVars[] = {
      &Config::protect_models},
     {{"PROXY_ENABLE_CORS", EnvType::Bool, "true", "CORS headers on every response"},
      &Config::enable_cors},
+    {{"PROXY_ENABLE_METRICS", EnvType::Bool, "false", "serve GET /metrics (Prometheus text)"},
+     &Config::enable_metrics},
+    {{"PROXY_METRICS_LOOPBACK", EnvType::Bool, "true",
+      "loopback clients may read /metrics without the bearer key"},
+     &Config::metrics_loopback},
     {{"PROXY_TEST_ENDPOINTS", EnvType::Bool, "false", "/__test/* routes and X-Conc-* headers"},
      &Config::test_endpoints},
     {{"CODEX_BACKEND", EnvType::String, "app-server",
@@ -162,6 +173,36 @@ std::string defaultFor(const EnvVarInfo& info, const Config& config) {
   return std::string(text);
 }
 
+// The file uses the variables' own names as keys, so one table documents both ways in.
+std::optional<std::string> readConfigFile(const std::string& path,
+                                          std::map<std::string, std::string>& settings) {
+  toml::table table;
+  try {
+    table = toml::parse_file(path);
+  } catch (const toml::parse_error& error) {
+    return "PROXY_CONFIG_FILE: " + path + ": " + std::string(error.description());
+  }
+  for (const auto& [key, node] : table) {
+    std::string name(key.str());
+    bool known = std::any_of(std::begin(kEnvVars), std::end(kEnvVars),
+                             [&](const EnvVar& var) { return name == var.info.name; });
+    if (!known || name == "PROXY_CONFIG_FILE") {
+      return "PROXY_CONFIG_FILE: " + path + ": unknown setting '" + name + "'";
+    }
+    if (node.is_string()) {
+      settings[name] = node.as_string()->get();
+    } else if (node.is_integer()) {
+      settings[name] = std::to_string(node.as_integer()->get());
+    } else if (node.is_boolean()) {
+      settings[name] = node.as_boolean()->get() ? "true" : "false";
+    } else {
+      return "PROXY_CONFIG_FILE: " + path + ": '" + name +
+             "' must be a string, an integer or a boolean";
+    }
+  }
+  return std::nullopt;
+}
+
 std::optional<std::string> assign(const EnvVar& var, std::string_view text, Config& config) {
   if (auto* s = std::get_if<std::string Config::*>(&var.member)) {
     config.*(*s) = std::string(text);
@@ -230,6 +271,23 @@ std::optional<int64_t> parseInteger(std::string_view text) {
 }
 
 std::optional<std::string> loadConfig(const EnvLookup& lookup, Config& config) {
+  const char* file = lookup("PROXY_CONFIG_FILE");
+  if (file == nullptr || *file == '\0') {
+    return loadSettings(lookup, config);
+  }
+  std::map<std::string, std::string> settings;
+  if (auto error = readConfigFile(file, settings)) {
+    return error;
+  }
+  return loadSettings(
+      [&](const char* name) -> const char* {
+        auto found = settings.find(name);
+        return found != settings.end() ? found->second.c_str() : lookup(name);
+      },
+      config);
+}
+
+std::optional<std::string> loadSettings(const EnvLookup& lookup, Config& config) {
   // Rows are ordered so that PROXY_RUNTIME_DIR is set before the paths derived from it.
   for (const auto& var : kEnvVars) {
     const char* raw = lookup(var.info.name);

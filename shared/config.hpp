@@ -18,6 +18,9 @@ struct Config {
   bool protect_models = false;
   bool enable_cors = true;
   bool test_endpoints = false;
+  bool enable_metrics = false;
+  bool metrics_loopback = true;
+  std::string config_file;
 
   // The child.
   std::string codex_backend;  // app-server or proto
@@ -88,9 +91,12 @@ std::span<const EnvVarInfo> envVarTable();
 
 using EnvLookup = std::function<const char*(const char*)>;
 
-// Fills `config` from the environment. Returns the error text for the first value that does
-// not parse (a start-up error naming the variable), or nothing on success.
+// Fills `config` from PROXY_CONFIG_FILE, when the environment names one, and the environment.
+// Returns the error text for the first value that does not parse (naming the variable), or
+// nothing on success.
 std::optional<std::string> loadConfig(const EnvLookup& lookup, Config& config);
+// The same from `lookup` alone, with no file.
+std::optional<std::string> loadSettings(const EnvLookup& lookup, Config& config);
 
 // Strict boolean words: 1|true|yes|on and 0|false|no|off, case-insensitive.
 std::optional<bool> parseBool(std::string_view text);

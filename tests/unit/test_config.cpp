@@ -3,6 +3,7 @@
 #include <unistd.h>
 
 #include <filesystem>
+#include <fstream>
 #include <map>
 #include <set>
 #include <string>
@@ -217,6 +218,60 @@ TEST_CASE("loadConfig reads exactly the variables envVarTable lists") {
 
   CHECK_FALSE(error.has_value());
   CHECK(asked == listed);
+}
+
+// A TOML file in a fresh temporary directory, removed with the test.
+class ConfigFile {
+ public:
+  explicit ConfigFile(const std::string& text) {
+    path_ = std::filesystem::temp_directory_path() /
+            ("codex-config-test-" + std::to_string(getpid()) + ".toml");
+    std::ofstream(path_) << text;
+  }
+  ~ConfigFile() { std::filesystem::remove(path_); }
+  std::string path() const { return path_.string(); }
+
+ private:
+  std::filesystem::path path_;
+};
+
+TEST_CASE("PROXY_CONFIG_FILE values win over the environment, which fills the rest") {
+  ConfigFile file(
+      "PROXY_SSE_MAX_CONCURRENCY = 9\nPROXY_API_KEY = \"from-file\"\nPROXY_ENABLE_METRICS = "
+      "true\n");
+  Config config = loaded({{"PROXY_CONFIG_FILE", file.path()},
+                          {"PROXY_SSE_MAX_CONCURRENCY", "3"},
+                          {"PROXY_TIMEOUT_MS", "1234"}});
+
+  CHECK(config.sse_max_concurrency == 9);
+  CHECK(config.api_key == "from-file");
+  CHECK(config.enable_metrics);
+  CHECK(config.timeout_ms == 1234);
+  CHECK(config.config_file == file.path());
+}
+
+TEST_CASE("a config file value that does not parse names the variable, as the environment does") {
+  ConfigFile file("PROXY_TIMEOUT_MS = \"soon\"\n");
+  CHECK(loadError({{"PROXY_CONFIG_FILE", file.path()}}) ==
+        "PROXY_TIMEOUT_MS: not a whole number: 'soon'");
+}
+
+TEST_CASE("a config file with an unknown key, a table or a float is refused whole") {
+  for (const char* text : {"PROXY_SSE_MAX_CONCURENCY = 2\n", "[PROXY_TIMEOUT_MS]\nx = 1\n",
+                           "PROXY_TIMEOUT_MS = 1.5\n", "PROXY_CONFIG_FILE = \"/elsewhere\"\n"}) {
+    CAPTURE(text);
+    ConfigFile file(text);
+    std::string error = loadError({{"PROXY_CONFIG_FILE", file.path()}});
+    CHECK(error.starts_with("PROXY_CONFIG_FILE: " + file.path() + ": "));
+  }
+}
+
+TEST_CASE("a config file that is missing or not TOML stops loading with its path") {
+  CHECK(loadError({{"PROXY_CONFIG_FILE", "/nonexistent/gateway.toml"}})
+            .starts_with("PROXY_CONFIG_FILE: /nonexistent/gateway.toml: "));
+  ConfigFile file("PROXY_TIMEOUT_MS = = 3\n");
+  CHECK(loadError({{"PROXY_CONFIG_FILE", file.path()}})
+            .starts_with("PROXY_CONFIG_FILE: " + file.path() + ": "));
 }
 
 }  // namespace
