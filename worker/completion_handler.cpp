@@ -171,6 +171,7 @@ HandlerResult handleCompletion(WorkerContext& context, uv_loop_t* loop, FcgiExch
     auto outcome = context.slots.acquire(static_cast<uint32_t>(config.sse_max_concurrency),
                                          request.request_id);
     addConcurrencyHeaders(io, config, outcome.open_before, outcome.open_after);
+    context.metrics.admission(outcome.slot.has_value());
     if (!outcome.slot) {
       logGuard(config, request, route_name, "rejected", outcome.open_before, outcome.open_after);
       io.addHeader("Retry-After", "1");

@@ -170,6 +170,7 @@ bool CompletionRun::spawnChild(std::string& error) {
 }
 
 void CompletionRun::onSpawned() {
+  spawned_at_ = uv_hrtime();
   outcome_.child_pid = process_.pid;
   context_.children.add(process_.pid);
   if (slot_) {
@@ -248,6 +249,10 @@ void CompletionRun::startTimer(uv_timer_t& timer, int64_t ms, uv_timer_cb callba
 
 void CompletionRun::onStdout(ssize_t nread, const uv_buf_t* buf) {
   if (nread > 0) {
+    if (spawned_at_ != 0) {
+      context_.metrics.firstByte(static_cast<double>(uv_hrtime() - spawned_at_) / 1e9);
+      spawned_at_ = 0;
+    }
     if (!idle_fired_) {
       uv_timer_again(&idle_timer_);
     }
@@ -427,6 +432,9 @@ void CompletionRun::endResponse(std::string_view reason) {
     watching_connection_ = false;
     uv_poll_stop(&connection_);
     closeHandle(reinterpret_cast<uv_handle_t*>(&connection_));
+  }
+  if (state_.spec().stream) {
+    context_.metrics.streamEnded(streamEndFor(reason));
   }
   // Ends the HTTP response now, while the child may still be shutting down.
   io_.finish();

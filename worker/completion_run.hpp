@@ -106,6 +106,7 @@ class CompletionRun {
   uv_timer_t tool_timer_{};
   uv_async_t shutdown_wake_{};  // the worker's control thread ends this run through it
 
+  uint64_t spawned_at_ = 0;  // uv_hrtime() at spawn, until the child's first byte is counted
   bool spawned_ = false;
   bool child_exited_ = false;
   bool stdout_open_ = false;

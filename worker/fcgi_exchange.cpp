@@ -67,6 +67,9 @@ void FcgiExchange::finish() {
     return;
   }
   finished_ = true;
+  if (on_finish_) {
+    on_finish_(status_);
+  }
   FCGX_Finish_r(&request_);
 }
 

@@ -8,6 +8,7 @@
 #include <fcgiapp.h>
 
 #include <cstddef>
+#include <functional>
 #include <string>
 #include <string_view>
 
@@ -35,6 +36,9 @@ class FcgiExchange {
 
   // Ends the request towards nginx (END_REQUEST, close). Idempotent.
   void finish();
+  // Runs once, with the status, just before the request ends: whatever it records is in place
+  // before the client can see the end and send its next request.
+  void onFinish(std::function<void(int status)> hook) { on_finish_ = std::move(hook); }
 
   bool headSent() const { return head_sent_; }
   bool failed() const { return failed_; }
@@ -52,6 +56,7 @@ class FcgiExchange {
   bool finished_ = false;
   size_t body_bytes_ = 0;
   int status_ = 0;
+  std::function<void(int)> on_finish_;
 };
 
 }  // namespace codex

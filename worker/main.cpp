@@ -12,6 +12,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
+#include <optional>
 #include <string>
 #include <string_view>
 
@@ -74,12 +75,12 @@ std::string execShimPath() {
 }  // namespace
 
 int main(int argc, char** argv) {
-  codex::Config config;
-  if (auto error = codex::loadConfig(getenv, config)) {
-    fprintf(stderr, "codex-worker: %s\n", error->c_str());
-    return 2;
-  }
+  // Command-line settings win over the environment and the file, at start and on every reload.
+  std::optional<int64_t> workers, threads;
+  std::optional<std::string> socket, slot_table;
   codex::PoolOptions options{execShimPath(), ""};
+  bool dump_slots = false;
+  std::optional<std::string> dump_path;
 
   for (int i = 1; i < argc; ++i) {
     std::string_view arg = argv[i];
@@ -87,20 +88,41 @@ int main(int argc, char** argv) {
     if (arg == "--print-env") {
       return printEnv();
     } else if (arg == "--dump-slots") {
-      return dumpSlots(has_value ? argv[i + 1] : config.slot_table);
+      dump_slots = true;
+      if (has_value) {
+        dump_path = argv[++i];
+      }
     } else if (arg == "--workers" && has_value) {
-      config.workers = std::max(1, atoi(argv[++i]));
+      workers = std::max(1, atoi(argv[++i]));
     } else if (arg == "--threads" && has_value) {
-      config.worker_threads = std::max(1, atoi(argv[++i]));
+      threads = std::max(1, atoi(argv[++i]));
     } else if (arg == "--socket" && has_value) {
-      config.fcgi_socket = argv[++i];
+      socket = argv[++i];
     } else if (arg == "--slot-table" && has_value) {
-      config.slot_table = argv[++i];
+      slot_table = argv[++i];
     } else if (arg == "--log-file" && has_value) {
       options.log_file = argv[++i];
     } else {
       return usage();
     }
+  }
+  codex::ConfigLoader load = [&](codex::Config& config) -> std::optional<std::string> {
+    if (auto error = codex::loadConfig(getenv, config)) {
+      return error;
+    }
+    config.workers = workers.value_or(config.workers);
+    config.worker_threads = threads.value_or(config.worker_threads);
+    config.fcgi_socket = socket.value_or(config.fcgi_socket);
+    config.slot_table = slot_table.value_or(config.slot_table);
+    return std::nullopt;
+  };
+  codex::Config config;
+  if (auto error = load(config)) {
+    fprintf(stderr, "codex-worker: %s\n", error->c_str());
+    return 2;
+  }
+  if (dump_slots) {
+    return dumpSlots(dump_path.value_or(config.slot_table));
   }
   if (access(options.exec_shim.c_str(), X_OK) != 0) {
     fprintf(stderr, "codex-worker: %s is missing; build it with the worker\n",
@@ -109,5 +131,5 @@ int main(int argc, char** argv) {
   }
   raiseFileLimit();
   codex::initLogging("gateway", options.log_file);
-  return codex::runSupervisor(config, options);
+  return codex::runSupervisor(config, load, options);
 }

@@ -4,7 +4,11 @@
 
 #include <string>
 
+#include <functional>
+#include <optional>
+
 #include "config.hpp"
+#include "metrics.hpp"
 
 namespace codex {
 
@@ -13,11 +17,17 @@ struct PoolOptions {
   std::string log_file;   // empty: stdout
 };
 
-// Runs the supervisor until SIGTERM or SIGINT; returns the process exit code.
-int runSupervisor(const Config& config, const PoolOptions& options);
+// Reads the configuration afresh (environment, PROXY_CONFIG_FILE, command line); returns an
+// error text when it does not parse.
+using ConfigLoader = std::function<std::optional<std::string>(Config&)>;
+
+// Runs the supervisor until SIGTERM or SIGINT; returns the process exit code. SIGHUP calls
+// `load` and rolls the workers onto what it returns.
+int runSupervisor(const Config& config, const ConfigLoader& load, const PoolOptions& options);
 
 // Runs one worker process on the inherited listening socket; never returns.
-[[noreturn]] void runWorker(const Config& config, const PoolOptions& options, int listen_fd);
+[[noreturn]] void runWorker(const Config& config, const PoolOptions& options, int listen_fd,
+                            const PoolMetrics& metrics);
 
 // The rate limiter's table sits beside the slot table, so pools that share a stream cap also
 // share their request budgets.

@@ -150,6 +150,39 @@ void serveReadiness(FcgiExchange& io, WorkerContext& context) {
   sendJson(io, ready ? 200 : 503, w.str());
 }
 
+bool isLoopback(std::string_view address) {
+  return address.starts_with("127.") || address == "::1" || address.starts_with("::ffff:127.");
+}
+
+// Off unless PROXY_ENABLE_METRICS; then the bearer key, or a loopback client when
+// PROXY_METRICS_LOOPBACK allows it (a scraper on the same host needs no secret).
+void serveMetrics(FcgiExchange& io, WorkerContext& context, const HttpRequest& request) {
+  const Config& config = context.config;
+
+  if (!config.enable_metrics) {
+    sendError(io, errors::notFound(request.method, request.path));
+    return;
+  }
+  bool local = config.metrics_loopback && isLoopback(request.remote_addr);
+  if (!local && !authorized(config, request)) {
+    sendError(io, errors::unauthorized());
+    return;
+  }
+  MetricsGauges gauges;
+  gauges.open_streams = context.slots.openCount();
+  gauges.stream_limit = config.guardEnabled() ? config.sse_max_concurrency : 0;
+  std::string text = context.metrics.page() != nullptr
+                         ? renderMetrics(*context.metrics.page(), gauges)
+                         : std::string();
+  io.addHeader("Content-Type", "text/plain; version=0.0.4; charset=utf-8");
+  io.addHeader("Cache-Control", "no-store");
+  io.addHeader("Content-Length", std::to_string(text.size()));
+  io.sendHead(200);
+  if (request.method != "HEAD") {
+    io.send(text, true);
+  }
+}
+
 bool isTestRoute(std::string_view path) {
   return path.starts_with("/__test/");
 }
@@ -178,6 +211,7 @@ bool rateLimited(WorkerContext& context, FcgiExchange& io, const HttpRequest& re
   if (decision.allowed) {
     return false;
   }
+  context.metrics.rateLimited();
   io.addHeader("Retry-After", std::to_string(decision.retry_after_s));
   sendError(io, errors::rateLimited());
   return true;
@@ -200,6 +234,8 @@ HandlerResult route(WorkerContext& context, uv_loop_t* loop, FcgiExchange& io,
     sendJson(io, 200, R"({"live":true})");
   } else if (p == "/readyz" && (m == "GET" || m == "HEAD")) {
     serveReadiness(io, context);
+  } else if (p == "/metrics" && (m == "GET" || m == "HEAD")) {
+    serveMetrics(io, context, request);
   } else if (p == "/v1/models" && (m == "GET" || m == "HEAD")) {
     serveModels(io, config, request, "");
   } else if (p.starts_with("/v1/models/") && (m == "GET" || m == "HEAD")) {
@@ -254,6 +290,9 @@ void serveRequest(WorkerContext& context, uv_loop_t* loop, FCGX_Request& raw) {
   HandlerResult result;
 
   request.path = lower(request.path);
+  io.onFinish([&context, route = metricRouteFor(request.path)](int status) {
+    context.metrics.request(route, status);
+  });
   if (request.method != "OPTIONS") {
     io.addHeader("X-Request-Id", request.request_id);
   }

@@ -1,5 +1,6 @@
 // The supervisor: owns the listening socket and the slot table, forks the workers, replaces a
-// worker that dies and frees the stream slots it held, and stops the pool on SIGTERM/SIGINT.
+// worker that dies and frees the stream slots it held, rolls the workers onto a fresh
+// configuration on SIGHUP, and stops the pool on SIGTERM/SIGINT.
 //
 // It runs no request code and has a single thread, so fork() is safe, and it waits for signals
 // synchronously instead of handling them asynchronously.
@@ -11,12 +12,14 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <chrono>
 #include <cstring>
 #include <filesystem>
 #include <map>
 #include <optional>
+#include <tuple>
 
 #include "log.hpp"
 #include "pool.hpp"
@@ -56,10 +59,16 @@ std::optional<std::string> listenOn(const std::string& path, int& fd_out) {
   return std::nullopt;
 }
 
+struct WorkerProcess {
+  Clock::time_point started;
+  // Told to finish its requests and leave by a reload; it is not replaced when it exits.
+  bool retiring = false;
+};
+
 class Supervisor {
  public:
-  Supervisor(const Config& config, const PoolOptions& options)
-      : config_(config), options_(options) {}
+  Supervisor(const Config& config, const ConfigLoader& load, const PoolOptions& options)
+      : config_(config), load_(load), options_(options) {}
 
   int run();
 
@@ -67,16 +76,20 @@ class Supervisor {
   void spawnWorker();
   void reapWorkers();
   void respawnDue();
+  void reload();
   Clock::duration respawnDelay(Clock::duration lived);
+  void countWorkers();
   int stop(int signal);
 
-  const Config& config_;
+  Config config_;
+  const ConfigLoader& load_;
   const PoolOptions& options_;
   int listen_fd_ = -1;
   SlotTable slots_;
-  std::map<pid_t, Clock::time_point> workers_;  // pid -> start time
-  std::vector<Clock::time_point> respawns_;     // when each pending replacement may start
-  int quick_deaths_ = 0;                        // workers in a row that died young
+  PoolMetrics metrics_;
+  std::map<pid_t, WorkerProcess> workers_;
+  std::vector<Clock::time_point> respawns_;  // when each pending replacement may start
+  int quick_deaths_ = 0;                     // workers in a row that died young
 };
 
 int Supervisor::run() {
@@ -89,6 +102,11 @@ int Supervisor::run() {
   if (auto error = SlotTable::open(config_.slot_table, slots_)) {
     LogLine("supervisor cannot open slot table").with("error", *error).error();
     return 1;
+  }
+  if (!metrics_.create()) {
+    LogLine("cannot map metrics page; /metrics will show gauges only")
+        .with("error", strerror(errno))
+        .warn();
   }
   // Slots left by a pool that died without cleaning up.
   uint32_t stale = slots_.reclaimDead();
@@ -120,8 +138,7 @@ int Supervisor::run() {
       return stop(signal);
     }
     if (signal == SIGHUP) {
-      // TODO(#6): roll the workers to reload configuration.
-      LogLine("SIGHUP ignored: reload is not supported yet").warn();
+      reload();
     }
     reapWorkers();
     respawnDue();
@@ -137,9 +154,74 @@ void Supervisor::spawnWorker() {
     return;
   }
   if (pid == 0) {
-    runWorker(config_, options_, listen_fd_);
+    runWorker(config_, options_, listen_fd_, metrics_);
   }
-  workers_[pid] = Clock::now();
+  workers_[pid] = {Clock::now(), false};
+  countWorkers();
+}
+
+void Supervisor::countWorkers() {
+  if (MetricsPage* page = metrics_.page()) {
+    auto current = std::count_if(workers_.begin(), workers_.end(),
+                                 [](const auto& worker) { return !worker.second.retiring; });
+    page->workers.store(current);
+  }
+}
+
+// The new workers start before the old ones stop accepting, so the socket always has takers; the
+// old ones finish their open requests in their own time. Both share the slot table, so the cap
+// holds across the two generations throughout.
+void Supervisor::reload() {
+  Config next;
+  MetricsPage* page = metrics_.page();
+
+  if (auto error = load_(next)) {
+    LogLine("reload refused; keeping the running configuration").with("error", *error).error();
+    if (page != nullptr) {
+      page->reloads_failed.fetch_add(1);
+    }
+    return;
+  }
+  // These name what the pool itself holds open; changing them takes a restart.
+  for (auto [name, kept, wanted] :
+       {std::tuple{"PROXY_RUNTIME_DIR", &config_.runtime_dir, &next.runtime_dir},
+        std::tuple{"PROXY_FCGI_SOCKET", &config_.fcgi_socket, &next.fcgi_socket},
+        std::tuple{"PROXY_SLOT_TABLE", &config_.slot_table, &next.slot_table}}) {
+    if (*kept != *wanted) {
+      LogLine("reload keeps a setting that needs a restart")
+          .with("setting", name)
+          .with("running", *kept)
+          .with("requested", *wanted)
+          .warn();
+      *wanted = *kept;
+    }
+  }
+  config_ = next;
+  std::vector<pid_t> old;
+  for (auto& [pid, worker] : workers_) {
+    if (!worker.retiring) {
+      worker.retiring = true;
+      old.push_back(pid);
+    }
+  }
+  // Pending replacements belonged to the old generation; the new one starts complete.
+  respawns_.clear();
+  quick_deaths_ = 0;
+  for (int64_t i = 0; i < config_.workers; ++i) {
+    spawnWorker();
+  }
+  for (pid_t pid : old) {
+    kill(pid, SIGUSR1);
+  }
+  if (page != nullptr) {
+    page->reloads_ok.fetch_add(1);
+  }
+  LogLine("pool reloading")
+      .with("workers", config_.workers)
+      .with("retiring", uint64_t{old.size()})
+      .with("threads_per_worker", threadsPerWorker(config_))
+      .with("stream_limit", config_.sse_max_concurrency)
+      .info();
 }
 
 void Supervisor::reapWorkers() {
@@ -151,17 +233,23 @@ void Supervisor::reapWorkers() {
     if (found == workers_.end()) {
       continue;
     }
-    auto lived = Clock::now() - found->second;
+    auto lived = Clock::now() - found->second.started;
+    bool retired = found->second.retiring;
     workers_.erase(found);
+    countWorkers();
     // Freed at once rather than on the next acquire that finds the table full.
     uint32_t freed = slots_.reclaimProcess(pid);
-    LogLine("worker exited")
-        .with("worker_pid", int64_t{pid})
+    LogLine line(retired ? "retired worker exited" : "worker exited");
+    line.with("worker_pid", int64_t{pid})
         .with("exit_code", int64_t{WIFEXITED(status) ? WEXITSTATUS(status) : -1})
         .with("signal", int64_t{WIFSIGNALED(status) ? WTERMSIG(status) : 0})
-        .with("slots_freed", int64_t{freed})
-        .warn();
-    respawns_.push_back(Clock::now() + respawnDelay(lived));
+        .with("slots_freed", int64_t{freed});
+    if (retired) {
+      line.info();
+    } else {
+      line.warn();
+      respawns_.push_back(Clock::now() + respawnDelay(lived));
+    }
   }
 }
 
@@ -173,12 +261,19 @@ Clock::duration Supervisor::respawnDelay(Clock::duration lived) {
 
   quick_deaths_ = lived < std::chrono::seconds(10) ? quick_deaths_ + 1 : 0;
   if (quick_deaths_ == 0) {
+    if (MetricsPage* page = metrics_.page()) {
+      page->young_deaths.store(0);
+      page->last_respawn_delay_ms.store(0);
+    }
     return Clock::duration(0);
   }
   auto delay = std::min<milliseconds>(milliseconds(100 << std::min(quick_deaths_ - 1, 9)),
                                       std::chrono::seconds(30));
+  if (MetricsPage* page = metrics_.page()) {
+    page->young_deaths.store(quick_deaths_);
+    page->last_respawn_delay_ms.store(delay.count());
+  }
   if (quick_deaths_ >= 5) {
-    // TODO(#6): count restarts and crash loops in the metrics too.
     LogLine("workers are crash-looping")
         .with("deaths_in_a_row", int64_t{quick_deaths_})
         .with("next_start_ms", static_cast<int64_t>(delay.count()))
@@ -193,6 +288,9 @@ void Supervisor::respawnDue() {
   for (auto it = respawns_.begin(); it != respawns_.end();) {
     if (*it <= now) {
       it = respawns_.erase(it);
+      if (MetricsPage* page = metrics_.page()) {
+        page->worker_restarts.fetch_add(1);
+      }
       spawnWorker();
     } else {
       ++it;
@@ -239,8 +337,8 @@ int Supervisor::stop(int signal) {
 
 }  // namespace
 
-int runSupervisor(const Config& config, const PoolOptions& options) {
-  Supervisor supervisor(config, options);
+int runSupervisor(const Config& config, const ConfigLoader& load, const PoolOptions& options) {
+  Supervisor supervisor(config, load, options);
   return supervisor.run();
 }
 

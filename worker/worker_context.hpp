@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "config.hpp"
+#include "metrics.hpp"
 #include "rate_limiter.hpp"
 #include "slot_table.hpp"
 #include "usage_log.hpp"
@@ -66,9 +67,11 @@ struct WorkerContext {
   std::unique_ptr<RateLimiter> rate_limiter;
   // PROTO_LOG_PATH, open only in development (PROXY_ENV=dev).
   NdjsonLog proto_log;
-  // Set by SIGTERM: request threads stop accepting and leave once their request is done.
+  // Set by SIGTERM or SIGUSR1: request threads stop accepting and leave after their request.
   std::atomic<bool> draining{false};
   ActiveRuns runs;
+  // The pool's shared counters, mapped by the supervisor before it forked this worker.
+  PoolMetrics metrics;
 };
 
 // The environment a child gets: ours, without the proxy's secrets, with CODEX_HOME set.

@@ -34,6 +34,7 @@ struct RequestThread {
   WorkerContext* context = nullptr;
   int listen_fd = -1;
   pthread_t thread{};
+  std::atomic<bool> in_accept{false};
   std::atomic<bool> done{false};
 };
 
@@ -45,6 +46,8 @@ struct Drain {
   uv_timer_t wake_timer{};
   uv_timer_t grace_timer{};
   uv_timer_t deadline_timer{};
+  bool cut_armed = false;  // SIGTERM's grace and deadline timers are running
+  bool accept_closed_logged = false;
 };
 
 sigset_t processSignals() {
@@ -68,10 +71,18 @@ void* requestThreadMain(void* arg) {
   FCGX_InitRequest(&request, self->listen_fd, 0);
   uv_loop_init(&loop);
   while (!self->context->draining) {
+    // Announced before draining is read again, so the control thread never sees every thread
+    // out of accept() while one is about to enter it.
+    self->in_accept = true;
+    if (self->context->draining) {
+      self->in_accept = false;
+      break;
+    }
     // SIGUSR2 may interrupt accept() only, never a write to a client.
     pthread_sigmask(SIG_UNBLOCK, &wake, nullptr);
     int rc = FCGX_Accept_r(&request);
     pthread_sigmask(SIG_BLOCK, &wake, nullptr);
+    self->in_accept = false;
     if (rc < 0) {
       if (self->context->draining) {
         break;
@@ -117,15 +128,34 @@ bool allDone(const Drain& drain) {
   return true;
 }
 
+// Once no thread is in accept() the worker takes no new request; a rolling reload waits for
+// this before it counts the old configuration as gone.
+void noteAcceptClosed(Drain& drain) {
+  if (drain.accept_closed_logged) {
+    return;
+  }
+  for (const auto& thread : *drain.threads) {
+    if (thread->in_accept) {
+      return;
+    }
+  }
+  drain.accept_closed_logged = true;
+  LogLine("worker stopped accepting")
+      .with("requests_running", uint64_t{drain.context->children.size()})
+      .info();
+}
+
 // libfcgi checks its shutdown flag before accept(), so a thread can miss one wake-up: they are
 // repeated until every thread has left.
 void wakeThreads(uv_timer_t* timer) {
   auto* drain = static_cast<Drain*>(timer->data);
 
   if (allDone(*drain)) {
+    noteAcceptClosed(*drain);
     LogLine("worker stopped").info();
     _exit(0);
   }
+  noteAcceptClosed(*drain);
   for (const auto& thread : *drain->threads) {
     if (!thread->done) {
       pthread_kill(thread->thread, SIGUSR2);
@@ -133,20 +163,40 @@ void wakeThreads(uv_timer_t* timer) {
   }
 }
 
-void onStopSignal(uv_signal_t* handle, int signal) {
-  auto* drain = static_cast<Drain*>(handle->data);
-  WorkerContext& context = *drain->context;
+// Accept no more; the worker leaves once its last request is done.
+void stopAccepting(Drain& drain, int signal) {
+  WorkerContext& context = *drain.context;
 
   if (context.draining.exchange(true)) {
     return;
   }
-  LogLine("worker draining")
+  LogLine(signal == SIGUSR1 ? "worker retiring" : "worker draining")
       .with("signal", int64_t{signal})
       .with("children", uint64_t{context.children.size()})
-      .with("grace_ms", context.config.shutdown_grace_ms)
       .info();
   FCGX_ShutdownPending();
-  uv_timer_start(&drain->wake_timer, wakeThreads, 0, 100);
+  uv_timer_start(&drain.wake_timer, wakeThreads, 0, 100);
+}
+
+// SIGUSR1, from a rolling reload: open requests run to their own end, however long.
+void onRetireSignal(uv_signal_t* handle, int signal) {
+  stopAccepting(*static_cast<Drain*>(handle->data), signal);
+}
+
+// SIGTERM: open requests get the grace period, then are ended. A retiring worker that is then
+// told to stop gets the grace period from that moment.
+void onStopSignal(uv_signal_t* handle, int signal) {
+  auto* drain = static_cast<Drain*>(handle->data);
+  WorkerContext& context = *drain->context;
+
+  stopAccepting(*drain, signal);
+  if (drain->cut_armed) {
+    return;
+  }
+  drain->cut_armed = true;
+  LogLine("worker ending requests after grace")
+      .with("grace_ms", context.config.shutdown_grace_ms)
+      .info();
   uv_timer_start(
       &drain->grace_timer,
       [](uv_timer_t* t) { static_cast<Drain*>(t->data)->context->runs.endAll(); },
@@ -209,7 +259,7 @@ void openShared(const Config& config, WorkerContext& context) {
 // libuv here wakes every request loop that has a child.
 [[noreturn]] void runControl(Drain& drain) {
   uv_loop_t* loop = uv_default_loop();
-  uv_signal_t term, intr;
+  uv_signal_t term, intr, retire;
   sigset_t mine;
 
   for (uv_timer_t* timer : {&drain.wake_timer, &drain.grace_timer, &drain.deadline_timer}) {
@@ -221,8 +271,11 @@ void openShared(const Config& config, WorkerContext& context) {
     handle->data = &drain;
     uv_signal_start(handle, onStopSignal, signum);
   }
+  uv_signal_init(loop, &retire);
+  retire.data = &drain;
+  uv_signal_start(&retire, onRetireSignal, SIGUSR1);
   sigemptyset(&mine);
-  for (int signal : {SIGTERM, SIGINT, SIGCHLD}) {
+  for (int signal : {SIGTERM, SIGINT, SIGUSR1, SIGCHLD}) {
     sigaddset(&mine, signal);
   }
   pthread_sigmask(SIG_UNBLOCK, &mine, nullptr);
@@ -232,7 +285,8 @@ void openShared(const Config& config, WorkerContext& context) {
 
 }  // namespace
 
-void runWorker(const Config& config, const PoolOptions& options, int listen_fd) {
+void runWorker(const Config& config, const PoolOptions& options, int listen_fd,
+               const PoolMetrics& metrics) {
   // A worker must not outlive its supervisor.
   prctl(PR_SET_PDEATHSIG, SIGTERM);
   sigset_t signals = processSignals();
@@ -246,6 +300,7 @@ void runWorker(const Config& config, const PoolOptions& options, int listen_fd) 
   }
   auto child_env = childEnvironment(config, environ);
   WorkerContext context(config, slots, options.exec_shim, std::move(child_env));
+  context.metrics = metrics;
   openShared(config, context);
 
   // Without SA_RESTART, so the wake-up interrupts accept() instead of being retried inside it.
@@ -260,7 +315,7 @@ void runWorker(const Config& config, const PoolOptions& options, int listen_fd) 
       .with("threads", uint64_t{threads.size()})
       .with("slot_owner", int64_t{slots.ownerIndex()})
       .info();
-  Drain drain{&context, &threads, {}, {}, {}};
+  Drain drain{&context, &threads};
   runControl(drain);
 }
 
