@@ -182,20 +182,25 @@ void CompletionRun::onSpawned() {
 }
 
 void CompletionRun::startWatching() {
+  // A buffer lives only from one read's allocation to its callback (the framer keeps any partial
+  // line), so an open stream that is waiting on its child holds none; most of the time, that is.
   auto alloc = [](uv_handle_t* handle, size_t, uv_buf_t* buf) {
     auto* pipe = reinterpret_cast<Pipe*>(handle);
+    pipe->buffer.reset(new char[pipe->size]);
     *buf = uv_buf_init(pipe->buffer.get(), pipe->size);
   };
-  // Small on purpose: an open stream's memory is mostly these buffers, and a larger read only
-  // batches frames a client wants one by one anyway.
   stdout_.size = 16384;
-  stdout_.buffer = std::make_unique<char[]>(stdout_.size);
   stderr_.size = 2048;
-  stderr_.buffer = std::make_unique<char[]>(stderr_.size);
   uv_read_start(reinterpret_cast<uv_stream_t*>(&stdout_.handle), alloc,
-                [](uv_stream_t* s, ssize_t n, const uv_buf_t* buf) { owner(s)->onStdout(n, buf); });
+                [](uv_stream_t* s, ssize_t n, const uv_buf_t* buf) {
+                  owner(s)->onStdout(n, buf);
+                  reinterpret_cast<Pipe*>(s)->buffer.reset();
+                });
   uv_read_start(reinterpret_cast<uv_stream_t*>(&stderr_.handle), alloc,
-                [](uv_stream_t* s, ssize_t n, const uv_buf_t*) { owner(s)->onStderr(n); });
+                [](uv_stream_t* s, ssize_t n, const uv_buf_t*) {
+                  owner(s)->onStderr(n);
+                  reinterpret_cast<Pipe*>(s)->buffer.reset();
+                });
   stdout_open_ = stderr_open_ = true;
 
   // uv_poll_init makes the fd non-blocking; libfcgi's blocking writes need it back as it was.

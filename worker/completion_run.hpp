@@ -46,7 +46,7 @@ class CompletionRun {
   // The handle comes first so libuv callbacks can find the Pipe from the handle.
   struct Pipe {
     uv_pipe_t handle;
-    std::unique_ptr<char[]> buffer;  // read buffer; none for stdin
+    std::unique_ptr<char[]> buffer;  // only during a read; never for stdin
     size_t size = 0;
   };
 

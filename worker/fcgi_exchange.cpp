@@ -1,6 +1,8 @@
 // FastCGI exchange; see fcgi_exchange.hpp.
 #include "fcgi_exchange.hpp"
 
+#include <algorithm>
+
 #include "openai.hpp"
 
 namespace codex {
@@ -10,16 +12,21 @@ std::string FcgiExchange::param(const char* name) const {
   return value != nullptr ? value : "";
 }
 
+// Read straight into the body: a buffer on the stack would stay resident in every request
+// thread's stack for good, and an open stream holds a thread.
 BodyRead FcgiExchange::readBody(std::string& body, size_t limit) {
-  char buffer[16384];
+  constexpr size_t kChunk = 4096;
   int n;
 
-  while ((n = FCGX_GetStr(buffer, sizeof(buffer), request_.in)) > 0) {
-    if (body.size() + static_cast<size_t>(n) > limit) {
+  do {
+    size_t used = body.size();
+    body.resize(used + kChunk);
+    n = FCGX_GetStr(body.data() + used, static_cast<int>(kChunk), request_.in);
+    body.resize(used + static_cast<size_t>(std::max(n, 0)));
+    if (body.size() > limit) {
       return BodyRead::TooLarge;
     }
-    body.append(buffer, static_cast<size_t>(n));
-  }
+  } while (n > 0);
   return FCGX_GetError(request_.in) != 0 ? BodyRead::Failed : BodyRead::Ok;
 }
 
