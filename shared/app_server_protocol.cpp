@@ -10,6 +10,7 @@
 
 #include "child_protocol.hpp"
 #include "json_count.hpp"
+#include "json_parsers.hpp"
 #include "json_writer.hpp"
 
 namespace codex {
@@ -121,7 +122,6 @@ class AppServerProtocol : public ChildProtocol {
   std::string turnStart() const;
 
   const Config& config_;
-  simdjson::dom::parser parser_;
   ChildRequest request_;
   std::string thread_id_;
   std::string turn_id_;
@@ -252,9 +252,11 @@ std::string AppServerProtocol::turnStart() const {
 }
 
 std::optional<ChildEvent> AppServerProtocol::parseLine(std::string_view line, std::string& reply) {
+  ParserLease lease;  // root and everything read from it live in the leased parser
   element root;
 
-  if (parser_.parse(line.data(), line.size()).get(root) != simdjson::SUCCESS || !root.is_object()) {
+  if (lease.parser().parse(line.data(), line.size()).get(root) != simdjson::SUCCESS ||
+      !root.is_object()) {
     return std::nullopt;
   }
   auto id = countAt(root, "/id");

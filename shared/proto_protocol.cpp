@@ -4,6 +4,7 @@
 
 #include "child_protocol.hpp"
 #include "json_count.hpp"
+#include "json_parsers.hpp"
 #include "json_writer.hpp"
 
 namespace codex {
@@ -72,7 +73,6 @@ class ProtoProtocol : public ChildProtocol {
   ChildEvent decode(element root) const;
 
   const Config& config_;
-  simdjson::dom::parser parser_;
 };
 
 std::vector<std::string> ProtoProtocol::arguments(const ChildRequest& request) const {
@@ -113,9 +113,10 @@ std::string ProtoProtocol::openingInput(const ChildRequest& request) {
 }
 
 std::optional<ChildEvent> ProtoProtocol::parseLine(std::string_view line, std::string&) {
+  ParserLease lease;  // root and everything read from it live in the leased parser
   element root;
 
-  if (parser_.parse(line.data(), line.size()).get(root) != simdjson::SUCCESS) {
+  if (lease.parser().parse(line.data(), line.size()).get(root) != simdjson::SUCCESS) {
     return std::nullopt;
   }
   return decode(root);
