@@ -261,8 +261,15 @@ void CompletionRun::onStdout(ssize_t nread, const uv_buf_t* buf) {
     if (!idle_fired_) {
       uv_timer_again(&idle_timer_);
     }
+    // The frames of every line in one read leave in one write: they arrived together, so
+    // holding the first until the last is mapped delays nothing, and saves a system call each.
+    batching_frames_ = true;
     framer_.feed(std::string_view(buf->base, static_cast<size_t>(nread)),
                  [this](std::string_view line) { onLine(line); });
+    batching_frames_ = false;
+    if (!response_ended_ && !io_.flush()) {
+      clientGone();
+    }
   } else if (nread < 0) {
     stdout_open_ = false;
     closeHandle(reinterpret_cast<uv_handle_t*>(&stdout_.handle));
@@ -417,7 +424,7 @@ void CompletionRun::sendFrames(const std::string& frames) {
   if (response_ended_ || frames.empty()) {
     return;
   }
-  if (!io_.send(frames, true)) {
+  if (!io_.send(frames, !batching_frames_)) {
     clientGone();
   }
 }

@@ -115,6 +115,7 @@ class CompletionRun {
   bool idle_fired_ = false;
   bool signalled_ = false;  // we sent the child a signal
   bool watching_connection_ = false;
+  bool batching_frames_ = false;  // inside one read from the child; see onStdout()
   std::string stderr_tail_;
 };
 

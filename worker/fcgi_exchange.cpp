@@ -62,6 +62,14 @@ bool FcgiExchange::send(std::string_view bytes, bool flush) {
   return checkWrite();
 }
 
+bool FcgiExchange::flush() {
+  if (failed_ || finished_) {
+    return !failed_;
+  }
+  FCGX_FFlush(request_.out);
+  return checkWrite();
+}
+
 bool FcgiExchange::checkWrite() {
   if (FCGX_GetError(request_.out) != 0) {
     failed_ = true;

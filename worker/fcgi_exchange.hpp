@@ -33,6 +33,8 @@ class FcgiExchange {
   // Writes the Status line and the headers collected so far.
   bool sendHead(int status);
   bool send(std::string_view bytes, bool flush);
+  // Writes out whatever send() left buffered; false once the exchange has failed.
+  bool flush();
 
   // Ends the request towards nginx (END_REQUEST, close). Idempotent.
   void finish();
