@@ -44,6 +44,8 @@ struct Mode {
 
 constexpr int kLongTickLimit = 50;
 constexpr int kHangSeconds = 10;
+// How often a held stream looks for its release file: thousands are held at once, so rarely.
+constexpr int kHoldPollMs = 200;
 
 // Texts both protocols stream, so one test passes against either backend.
 constexpr std::string_view kToolsText =
@@ -53,12 +55,17 @@ constexpr std::string_view kProviderUsageText = "Provider supplied usage chunk."
 constexpr std::string_view kTokenCountOnlyText = "Token-count only stream response.";
 constexpr std::string_view kTruncatedText = "Hello (truncated) from fake-codex.";
 constexpr std::string_view kPreHangText = "Hello (pre-hang)";
+constexpr std::string_view kHeldText = "Held open";
 constexpr std::string_view kCrashText = "partial";
 // U+2026 HORIZONTAL ELLIPSIS, spelled as bytes so the source charset cannot change it.
 constexpr std::string_view kReasoningText = "\xE2\x80\xA6";
 
 void sleepMs(long ms) {
   timespec left{ms / 1000, (ms % 1000) * 1000000L};
+
+  if (ms <= 0) {
+    return;
+  }
 
   // A signal must not shorten a delay the tests rely on.
   while (nanosleep(&left, &left) != 0 && errno == EINTR) {
@@ -169,23 +176,32 @@ void writePidFileFromEnv(const char* variable) {
   }
 }
 
-void runNormal(const Invocation&) {
+// The normal script; fast mode plays it with no pauses, so a benchmark times only the gateway.
+void playNormal(long pause_ms) {
   emitTaskOpening();
-  sleepMs(10);
+  sleepMs(2 * pause_ms);
 
   emit("agent_reasoning_delta", textMsg("delta", kReasoningText));
-  sleepMs(10);
+  sleepMs(2 * pause_ms);
 
   emit("agent_message_delta", textMsg("delta", "Hello f"));
-  sleepMs(5);
+  sleepMs(pause_ms);
 
   emit("agent_message", textMsg("message", "Hello from fake-codex."));
-  sleepMs(5);
+  sleepMs(pause_ms);
 
   emit("token_count", usageMsg(8, 6));
-  sleepMs(5);
+  sleepMs(pause_ms);
 
   emit("task_complete");
+}
+
+void runNormal(const Invocation&) {
+  playNormal(5);
+}
+
+void runFast(const Invocation&) {
+  playNormal(0);
 }
 
 void prepareLong() {
@@ -289,6 +305,34 @@ void runStreamHang(const Invocation&) {
 
   emit("agent_message_delta", textMsg("delta", kPreHangText));
   sleepMs(kHangSeconds * 1000L);
+}
+
+// Every held child watches the same file, so unlike STREAM_RELEASE_FILE it is never consumed.
+bool holdReleased() {
+  const char* path = std::getenv("HOLD_RELEASE_FILE");
+
+  return path != nullptr && *path != '\0' && ::access(path, F_OK) == 0;
+}
+
+// Stdin at EOF means the gateway has ended the request, so there is nothing left to hold.
+void waitForReleaseOrEof() {
+  pollfd input{STDIN_FILENO, POLLIN, 0};
+  char chunk[4096];
+
+  while (!holdReleased()) {
+    if (::poll(&input, 1, kHoldPollMs) > 0 && ::read(STDIN_FILENO, chunk, sizeof(chunk)) == 0) {
+      _exit(0);
+    }
+  }
+}
+
+// Benchmarks hold thousands of streams open with one delta each, then end them all at once.
+void runHold(const Invocation&) {
+  emitTaskOpening();
+  emit("agent_message_delta", textMsg("delta", kHeldText));
+
+  waitForReleaseOrEof();
+  emit("task_complete");
 }
 
 std::string jsonStringArray(const std::vector<std::string>& items) {
@@ -881,19 +925,36 @@ void AppServer::quit() {
   }
 }
 
-void turnNormal(AppServer& server) {
+void playTurnNormal(AppServer& server, long pause_ms) {
   server.reasoning(kReasoningText);
-  server.pause(5);
+  server.pause(pause_ms);
 
   server.delta("Hello f");
-  server.pause(5);
+  server.pause(pause_ms);
 
   server.delta("rom fake-codex.");
-  server.pause(5);
+  server.pause(pause_ms);
 
   server.usage(8, 6);
-  server.pause(5);
+  server.pause(pause_ms);
 
+  server.complete();
+}
+
+void turnNormal(AppServer& server) {
+  playTurnNormal(server, 5);
+}
+
+void turnFast(AppServer& server) {
+  playTurnNormal(server, 0);
+}
+
+void turnHold(AppServer& server) {
+  server.delta(kHeldText);
+
+  while (server.live() && !holdReleased()) {
+    server.pause(kHoldPollMs);
+  }
   server.complete();
 }
 
@@ -1030,6 +1091,8 @@ void turnCrash(AppServer& server) {
 
 constexpr Mode kModes[] = {
     {"normal", nullptr, true, runNormal, turnNormal},
+    {"fast", nullptr, true, runFast, turnFast},
+    {"hold", nullptr, true, runHold, turnHold},
     {"long", prepareLong, true, runLong, turnLong},
     {"tools", nullptr, true, runTools, turnTools},
     {"provider-usage", nullptr, true, runProviderUsage, turnProviderUsage},
