@@ -44,7 +44,9 @@ struct ChildPipes {
 };
 
 double cpuMs(const rusage& usage) {
-  auto ms = [](const timeval& t) { return t.tv_sec * 1e3 + t.tv_usec / 1e3; };
+  auto ms = [](const timeval& t) {
+    return t.tv_sec * 1e3 + t.tv_usec / 1e3;
+  };
   return ms(usage.ru_utime) + ms(usage.ru_stime);
 }
 
@@ -228,8 +230,8 @@ int main(int argc, char** argv) {
       "{\"backend\":\"%s\",\"spawns\":%d,\"failures\":%d,\"wall_ms_mean\":%.4f,"
       "\"wall_ms_p50\":%.4f,\"wall_ms_p99\":%.4f,\"spawns_per_s\":%.2f,"
       "\"parent_cpu_ms\":%.4f,\"child_cpu_ms\":%.4f}\n",
-      config.codex_backend.c_str(), count, failures, total.count() / count,
-      percentile(walls, 0.5), percentile(walls, 0.99), count * 1000.0 / total.count(),
-      self_ms / count, children_ms / count);
+      config.codex_backend.c_str(), count, failures, total.count() / count, percentile(walls, 0.5),
+      percentile(walls, 0.99), count * 1000.0 / total.count(), self_ms / count,
+      children_ms / count);
   return failures == 0 ? 0 : 1;
 }

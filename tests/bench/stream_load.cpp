@@ -153,6 +153,8 @@ class Loop {
   size_t open() const { return open_; }
   size_t pending() const { return pending_; }
   size_t delivered() const { return delivered_; }
+  // Streams that will never deliver: ended (a 502, a 429, a reset) before their first delta.
+  size_t lost() const { return lost_; }
   Summary& summary() { return summary_; }
 
  private:
@@ -233,10 +235,7 @@ class Loop {
         summary_.errors++;
       }
     }
-    close(s.fd);
-    s.fd = -1;
-    s.finished = true;
-    --open_;
+    settle(s);
   }
 
   void fail(Stream& s) {
@@ -245,6 +244,11 @@ class Loop {
     }
     summary_.errors++;
     summary_.statuses[0]++;
+    settle(s);
+  }
+
+  void settle(Stream& s) {
+    lost_ += s.first_delta_ms < 0 ? 1 : 0;
     close(s.fd);
     s.fd = -1;
     s.finished = true;
@@ -257,6 +261,7 @@ class Loop {
   size_t open_ = 0;
   size_t pending_ = 0;
   size_t delivered_ = 0;
+  size_t lost_ = 0;
   Summary summary_;
 };
 
@@ -324,8 +329,7 @@ void openAll(Loop& loop, std::vector<Stream>& streams) {
   }
 }
 
-int runHeld(int port, int count, const char* release_file, double deadline_s,
-            const char* on_held) {
+int runHeld(int port, int count, const char* release_file, double deadline_s, const char* on_held) {
   Loop loop(port);
   std::vector<Stream> streams(static_cast<size_t>(count));
   auto started = Clock::now();
@@ -333,7 +337,7 @@ int runHeld(int port, int count, const char* release_file, double deadline_s,
 
   unlink(release_file);
   openAll(loop, streams);
-  while (loop.delivered() < streams.size() && loop.open() > 0 && Clock::now() < deadline) {
+  while (loop.delivered() + loop.lost() < streams.size() && Clock::now() < deadline) {
     loop.step(50);
   }
   double all_delivered_ms = msSince(started, Clock::now());
