@@ -30,7 +30,10 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
-constexpr int kBacklog = 128;
+// A burst of new streams arrives faster than busy workers accept; with a short queue nginx's
+// connect() fails with EAGAIN and the client gets a 502 for what should be a wait or a 429. The
+// kernel caps this at net.core.somaxconn.
+constexpr int kBacklog = SOMAXCONN;
 // Beyond the workers' own grace period: time for them to end their last responses.
 constexpr auto kStopDeadline = std::chrono::seconds(3);
 
