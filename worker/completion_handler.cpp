@@ -5,6 +5,9 @@
 #include <cstring>
 #include <string>
 
+#include <fmt/format.h>
+#include <uv.h>
+
 #include "completion_request.hpp"
 #include "completion_run.hpp"
 #include "handlers.hpp"
@@ -17,6 +20,25 @@
 
 namespace codex {
 namespace {
+
+// run() closes every handle it opens, so normally only the loop itself is left; a handle left
+// open by a mistake is closed here rather than leaked along with the loop's descriptors.
+void closeLoop(uv_loop_t& loop) {
+  if (uv_loop_close(&loop) != UV_EBUSY) {
+    return;
+  }
+  LogLine("request loop closed with handles open").error();
+  uv_walk(
+      &loop,
+      [](uv_handle_t* handle, void*) {
+        if (!uv_is_closing(handle)) {
+          uv_close(handle, nullptr);
+        }
+      },
+      nullptr);
+  uv_run(&loop, UV_RUN_DEFAULT);
+  uv_loop_close(&loop);
+}
 
 void logGuard(const Config& config, const HttpRequest& request, std::string_view route,
               std::string_view outcome, uint32_t before, uint32_t after) {
@@ -134,8 +156,8 @@ bool authorized(const Config& config, const HttpRequest& request) {
   return difference == 0;
 }
 
-HandlerResult handleCompletion(WorkerContext& context, uv_loop_t* loop, FcgiExchange& io,
-                               const HttpRequest& request, Route route) {
+HandlerResult handleCompletion(WorkerContext& context, FcgiExchange& io, const HttpRequest& request,
+                               Route route) {
   const Config& config = context.config;
   std::string_view route_name = route == Route::Chat ? "/v1/chat/completions" : "/v1/completions";
   HandlerResult result;
@@ -207,9 +229,21 @@ HandlerResult handleCompletion(WorkerContext& context, uv_loop_t* loop, FcgiExch
       .with("stream", body.stream)
       .with("prompt_tokens_est", prompt_estimate)
       .info();
-  CompletionRun run(loop, context, io, *protocol, std::move(child), state, std::move(slot),
-                    {request.request_id, std::string(route_name), wantsKeepalive(request)});
-  RunOutcome outcome = run.run();
+  // A loop for this request alone: an idle request thread then holds no descriptors and no
+  // libuv memory, which every fork of this worker (one per child) would otherwise copy.
+  uv_loop_t loop;
+  if (int rc = uv_loop_init(&loop); rc != 0) {
+    sendError(io, errors::spawnFailed(fmt::format("event loop {}", uv_err_name(rc))));
+    result.end_reason = "spawn_failed";
+    return result;
+  }
+  RunOutcome outcome;
+  {
+    CompletionRun run(&loop, context, io, *protocol, std::move(child), state, std::move(slot),
+                      {request.request_id, std::string(route_name), wantsKeepalive(request)});
+    outcome = run.run();
+  }
+  closeLoop(loop);
   logUsage(context, request, io, state, model, route_name, outcome);
   result.end_reason = outcome.end_reason;
   result.child_exit = outcome.exit_status;

@@ -61,9 +61,6 @@ RunOutcome CompletionRun::run() {
   std::string spawn_error;
   bool stream = state_.spec().stream;
 
-  // The loop's clock stood still while this thread waited in accept(); timers started from a
-  // stale clock would fire at once.
-  uv_update_time(loop_);
   for (uv_timer_t* timer : timers()) {
     uv_timer_init(loop_, timer);
     timer->data = this;

@@ -1,8 +1,6 @@
 // Route handlers. Each writes a complete response and returns what the summary line reports.
 #pragma once
 
-#include <uv.h>
-
 #include <string>
 
 #include "completion_state.hpp"
@@ -20,7 +18,7 @@ struct HandlerResult {
 
 bool authorized(const Config& config, const HttpRequest& request);
 
-HandlerResult handleCompletion(WorkerContext& context, uv_loop_t* loop, FcgiExchange& io,
-                               const HttpRequest& request, Route route);
+HandlerResult handleCompletion(WorkerContext& context, FcgiExchange& io, const HttpRequest& request,
+                               Route route);
 
 }  // namespace codex

@@ -217,8 +217,7 @@ bool rateLimited(WorkerContext& context, FcgiExchange& io, const HttpRequest& re
   return true;
 }
 
-HandlerResult route(WorkerContext& context, uv_loop_t* loop, FcgiExchange& io,
-                    const HttpRequest& request) {
+HandlerResult route(WorkerContext& context, FcgiExchange& io, const HttpRequest& request) {
   const Config& config = context.config;
   const std::string& m = request.method;
   const std::string& p = request.path;
@@ -243,9 +242,9 @@ HandlerResult route(WorkerContext& context, uv_loop_t* loop, FcgiExchange& io,
   } else if ((p == "/v1/chat/completions" || p == "/v1/completions") && m == "HEAD") {
     sendHead(io, 200, "application/json; charset=utf-8");
   } else if (p == "/v1/chat/completions" && m == "POST") {
-    return handleCompletion(context, loop, io, request, Route::Chat);
+    return handleCompletion(context, io, request, Route::Chat);
   } else if (p == "/v1/completions" && m == "POST") {
-    return handleCompletion(context, loop, io, request, Route::Legacy);
+    return handleCompletion(context, io, request, Route::Legacy);
   } else if (p == "/v1/usage" && m == "GET") {
     serveUsage(io, config, request);
   } else if (p == "/v1/usage/raw" && m == "GET") {
@@ -284,7 +283,7 @@ void logSummary(const HttpRequest& request, const FcgiExchange& io, const Handle
 
 }  // namespace
 
-void serveRequest(WorkerContext& context, uv_loop_t* loop, FCGX_Request& raw) {
+void serveRequest(WorkerContext& context, FCGX_Request& raw) {
   FcgiExchange io(raw);
   HttpRequest request = readRequest(io);
   HandlerResult result;
@@ -310,7 +309,7 @@ void serveRequest(WorkerContext& context, uv_loop_t* loop, FCGX_Request& raw) {
       result.end_reason = "client_gone";
       break;
     case BodyRead::Ok:
-      result = route(context, loop, io, request);
+      result = route(context, io, request);
   }
   io.finish();
   if (request.method != "OPTIONS") {

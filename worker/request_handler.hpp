@@ -8,7 +8,7 @@
 
 namespace codex {
 
-// Serves one accepted request on the calling thread, using `loop` for any child process.
-void serveRequest(WorkerContext& context, uv_loop_t* loop, FCGX_Request& request);
+// Serves one accepted request on the calling thread.
+void serveRequest(WorkerContext& context, FCGX_Request& request);
 
 }  // namespace codex

@@ -63,13 +63,11 @@ sigset_t processSignals() {
 void* requestThreadMain(void* arg) {
   auto* self = static_cast<RequestThread*>(arg);
   FCGX_Request request;
-  uv_loop_t loop;
   sigset_t wake;
 
   sigemptyset(&wake);
   sigaddset(&wake, SIGUSR2);
   FCGX_InitRequest(&request, self->listen_fd, 0);
-  uv_loop_init(&loop);
   while (!self->context->draining) {
     // Announced before draining is read again, so the control thread never sees every thread
     // out of accept() while one is about to enter it.
@@ -94,7 +92,7 @@ void* requestThreadMain(void* arg) {
     }
     // libfcgi accepts without SOCK_CLOEXEC; codex-exec closes the rest of the race window.
     fcntl(request.ipcFd, F_SETFD, FD_CLOEXEC);
-    serveRequest(*self->context, &loop, request);
+    serveRequest(*self->context, request);
   }
   self->done = true;
   return nullptr;
