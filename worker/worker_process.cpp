@@ -221,9 +221,10 @@ int64_t threadsPerWorker(const Config& config) {
   if (config.worker_threads > 0) {
     return config.worker_threads;
   }
-  // 256 streams per worker at least, and the whole cap in one worker plus room to answer 429.
+  // The whole cap in one worker plus room to answer 429, and no more by default: every spawn
+  // forks this worker, and each idle thread's stack and memory make every fork dearer.
   int64_t cap = config.guardEnabled() ? config.sse_max_concurrency : 0;
-  return std::max<int64_t>(272, cap + 16);
+  return std::max<int64_t>(64, cap + 16);
 }
 
 namespace {
