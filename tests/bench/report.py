@@ -79,6 +79,8 @@ def summarise_held(rows):
             "rss_idle_kib": r["rss_idle_kib"],
             "rss_held_kib": r["rss_held_kib"],
             "rss_kib_per_stream": (r["rss_held_kib"] - r["rss_idle_kib"]) / n,
+            "fds_idle": r.get("fds_idle"),
+            "fds_held": r.get("fds_held"),
             "threads_per_worker": r["threads_per_worker"],
             "workers": r["workers"],
         }
@@ -89,6 +91,7 @@ def summarise_soak(rows):
     rows = sorted(rows, key=lambda r: r["minute"])
     return [{"minute": r["minute"], "rps": r["figures"]["wrk"]["rps"],
              "errors": sum(r["figures"]["wrk"]["errors"].values()),
+             "cpu_ms_per_req": cpu_per_request(r["figures"], r["figures"]["wrk"]["requests"]),
              "rss_workers_kib": r["rss_workers_kib"], "rss_nginx_kib": r["rss_nginx_kib"]}
             for r in rows]
 
@@ -171,6 +174,13 @@ def table(s, machine, wall):
         add(f"non-stream c={c}: CPU per request nginx / workers / children",
             f"{fmt(cpu['nginx'], '.3f')} / {fmt(cpu['workers'], '.3f')} / "
             f"{fmt(cpu['children'], '.3f')} ms")
+    for c, n in s.get("nonstream_16_threads", {}).items():
+        cpu = n["cpu_ms_per_req"]
+        add(f"non-stream c={c}, 16 threads per worker: req/s, p50 / p99, errors",
+            f"{fmt(n['rps'], '.1f')}, {fmt(n['p50_ms'])} / {fmt(n['p99_ms'])} ms, {n['errors']}")
+        add(f"non-stream c={c}, 16 threads per worker: CPU per request nginx / workers / children",
+            f"{fmt(cpu['nginx'], '.3f')} / {fmt(cpu['workers'], '.3f')} / "
+            f"{fmt(cpu['children'], '.3f')} ms")
     for c, st in s.get("stream", {}).items():
         add(f"stream c={c}: req/s, errors", f"{fmt(st['rps'], '.1f')}, {st['errors']}")
         add(f"stream c={c}: first byte / first delta / [DONE] p50",
@@ -184,6 +194,10 @@ def table(s, machine, wall):
         add(f"held {n}: worker RSS idle -> held, per stream",
             f"{h['rss_idle_kib'] / 1024:.1f} -> {h['rss_held_kib'] / 1024:.1f} MiB, "
             f"{fmt(h['rss_kib_per_stream'], '.1f')} KiB")
+        if h["fds_held"] is not None:
+            add(f"held {n}: {h['workers']} workers x {h['threads_per_worker']} threads, "
+                f"descriptors idle -> held",
+                f"{h['fds_idle']} -> {h['fds_held']}")
     b = s.get("burst")
     if b:
         add("burst: max open (limit), statuses",
@@ -192,6 +206,11 @@ def table(s, machine, wall):
     soak = s.get("soak")
     if soak:
         add("soak req/s per minute", " ".join(fmt(m["rps"], ".0f") for m in soak))
+        # nginx does the same work for every request whatever the gateway does, so its CPU per
+        # request tells a machine that slowed down from a gateway that did.
+        add("soak CPU per request per minute, workers / nginx (ms)",
+            " ".join(f"{fmt(m['cpu_ms_per_req']['workers'])}/{fmt(m['cpu_ms_per_req']['nginx'], '.3f')}"
+                     for m in soak))
         add("soak worker RSS per minute (MiB)",
             " ".join(f"{m['rss_workers_kib'] / 1024:.1f}" for m in soak))
     add("wall time of the whole run", f"{wall} s")
@@ -211,6 +230,8 @@ def main():
         s["floor_proto"] = summarise_floor(by("floor_proto"))
     if by("nonstream"):
         s["nonstream"] = summarise_nonstream(by("nonstream"))
+    if by("nonstream_16_threads"):
+        s["nonstream_16_threads"] = summarise_nonstream(by("nonstream_16_threads"))
     if by("stream"):
         s["stream"] = summarise_stream(by("stream"))
     if by("held"):

@@ -349,7 +349,8 @@ int runHeld(int port, int count, const char* release_file, double deadline_s, co
   if (FILE* f = std::fopen(release_file, "w")) {
     std::fclose(f);
   }
-  while (loop.open() > 0 && Clock::now() < deadline + std::chrono::seconds(60)) {
+  auto released = Clock::now();
+  while (loop.open() > 0 && Clock::now() < released + std::chrono::seconds(60)) {
     loop.step(100);
   }
   unlink(release_file);
