@@ -167,20 +167,15 @@ def table(s, machine, wall):
     if fp:
         add("spawn floor, proto (wall p50, child CPU)",
             f"{fmt(fp['wall_ms_p50'])} ms, {fmt(fp['child_cpu_ms'], '.3f')} ms")
-    for c, n in s.get("nonstream", {}).items():
-        cpu = n["cpu_ms_per_req"]
-        add(f"non-stream c={c}: req/s, p50 / p99, errors",
-            f"{fmt(n['rps'], '.1f')}, {fmt(n['p50_ms'])} / {fmt(n['p99_ms'])} ms, {n['errors']}")
-        add(f"non-stream c={c}: CPU per request nginx / workers / children",
-            f"{fmt(cpu['nginx'], '.3f')} / {fmt(cpu['workers'], '.3f')} / "
-            f"{fmt(cpu['children'], '.3f')} ms")
-    for c, n in s.get("nonstream_16_threads", {}).items():
-        cpu = n["cpu_ms_per_req"]
-        add(f"non-stream c={c}, 16 threads per worker: req/s, p50 / p99, errors",
-            f"{fmt(n['rps'], '.1f')}, {fmt(n['p50_ms'])} / {fmt(n['p99_ms'])} ms, {n['errors']}")
-        add(f"non-stream c={c}, 16 threads per worker: CPU per request nginx / workers / children",
-            f"{fmt(cpu['nginx'], '.3f')} / {fmt(cpu['workers'], '.3f')} / "
-            f"{fmt(cpu['children'], '.3f')} ms")
+    for key, pool in [("nonstream", ""), ("nonstream_16_threads", ", 16 threads per worker")]:
+        for c, n in s.get(key, {}).items():
+            cpu = n["cpu_ms_per_req"]
+            add(f"non-stream c={c}{pool}: req/s, p50 / p99, errors",
+                f"{fmt(n['rps'], '.1f')}, {fmt(n['p50_ms'])} / {fmt(n['p99_ms'])} ms, "
+                f"{n['errors']}")
+            add(f"non-stream c={c}{pool}: CPU per request nginx / workers / children",
+                f"{fmt(cpu['nginx'], '.3f')} / {fmt(cpu['workers'], '.3f')} / "
+                f"{fmt(cpu['children'], '.3f')} ms")
     for c, st in s.get("stream", {}).items():
         add(f"stream c={c}: req/s, errors", f"{fmt(st['rps'], '.1f')}, {st['errors']}")
         add(f"stream c={c}: first byte / first delta / [DONE] p50",
@@ -223,23 +218,17 @@ def main():
     machine = json.loads((out / "machine.json").read_text())
     wall = json.loads((out / "wall.json").read_text())["wall_s"]
     by = lambda name: [r for r in rows if r["section"] == name]
-    s = {}
-    if by("floor"):
-        s["floor"] = summarise_floor(by("floor"))
-    if by("floor_proto"):
-        s["floor_proto"] = summarise_floor(by("floor_proto"))
-    if by("nonstream"):
-        s["nonstream"] = summarise_nonstream(by("nonstream"))
-    if by("nonstream_16_threads"):
-        s["nonstream_16_threads"] = summarise_nonstream(by("nonstream_16_threads"))
-    if by("stream"):
-        s["stream"] = summarise_stream(by("stream"))
-    if by("held"):
-        s["held"] = summarise_held(by("held"))
-    if by("burst"):
-        s["burst"] = by("burst")[0]["figures"]
-    if by("soak"):
-        s["soak"] = summarise_soak(by("soak"))
+    summarisers = {
+        "floor": summarise_floor,
+        "floor_proto": summarise_floor,
+        "nonstream": summarise_nonstream,
+        "nonstream_16_threads": summarise_nonstream,
+        "stream": summarise_stream,
+        "held": summarise_held,
+        "burst": lambda rows: rows[0]["figures"],
+        "soak": summarise_soak,
+    }
+    s = {name: summarise(by(name)) for name, summarise in summarisers.items() if by(name)}
     targets = evaluate(s, machine["cores"])
     text = table(s, machine, wall)
     text += "\n\n| Target | Figure | Met |\n| --- | --- | --- |\n"
