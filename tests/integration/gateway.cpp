@@ -117,8 +117,14 @@ bool eventually(const std::function<bool()>& condition, std::chrono::millisecond
 }
 
 bool processAlive(pid_t pid) {
+  // getline, not an istreambuf_iterator: reading the file of a process reaped after it was
+  // opened fails with ESRCH, which libstdc++ throws through the iterator but getline turns
+  // into a failed stream, which here means gone.
   std::ifstream stat(fmt::format("/proc/{}/stat", pid));
-  std::string text((std::istreambuf_iterator<char>(stat)), std::istreambuf_iterator<char>());
+  std::string text;
+  if (!std::getline(stat, text)) {
+    return false;
+  }
   size_t paren = text.rfind(')');
   if (paren == std::string::npos || paren + 2 >= text.size()) {
     return false;
