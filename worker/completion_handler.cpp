@@ -217,6 +217,19 @@ HandlerResult handleCompletion(WorkerContext& context, FcgiExchange& io, const H
   CompletionState state(std::move(spec));
   ChildRequest child{request.request_id, body.messages, joinPrompt(body.messages), model};
   auto protocol = makeChildProtocol(config);
+  // A loop for this request alone: an idle request thread then holds no descriptors and no
+  // libuv memory, which every fork of this worker (one per child) would otherwise copy.
+  // Created before any stream header, so that failing (EMFILE) is a plain error response.
+  uv_loop_t loop;
+  if (int rc = uv_loop_init(&loop); rc != 0) {
+    LogLine("request loop could not be created")
+        .with("req_id", request.request_id)
+        .with("error", uv_err_name(rc))
+        .warn();
+    sendError(io, errors::spawnFailed(fmt::format("event loop {}", uv_err_name(rc))));
+    result.end_reason = "spawn_failed";
+    return result;
+  }
   if (body.stream) {
     addStreamHeaders(io);
   }
@@ -229,14 +242,6 @@ HandlerResult handleCompletion(WorkerContext& context, FcgiExchange& io, const H
       .with("stream", body.stream)
       .with("prompt_tokens_est", prompt_estimate)
       .info();
-  // A loop for this request alone: an idle request thread then holds no descriptors and no
-  // libuv memory, which every fork of this worker (one per child) would otherwise copy.
-  uv_loop_t loop;
-  if (int rc = uv_loop_init(&loop); rc != 0) {
-    sendError(io, errors::spawnFailed(fmt::format("event loop {}", uv_err_name(rc))));
-    result.end_reason = "spawn_failed";
-    return result;
-  }
   RunOutcome outcome;
   {
     CompletionRun run(&loop, context, io, *protocol, std::move(child), state, std::move(slot),
